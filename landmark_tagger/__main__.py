@@ -1,0 +1,4 @@
+from landmark_tagger.cli import main
+
+if __name__ == "__main__":
+    main()
