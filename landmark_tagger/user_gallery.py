@@ -1,0 +1,522 @@
+"""The user's taught landmarks (``ltag learn``), kept beside the catalog.
+
+The shipped bundle knows a few dozen landmarks; the user teaches more from a few photos each. Taught
+landmarks are recognised with the bundle's ``generic`` output (the backbone's pooled features before the
+ArcFace-trained projection), because the trained projection generalises badly to landmarks it never saw.
+
+Scoring (one rule, measured in ``benchmarks/learn.py``):
+
+* a query's similarity to a taught landmark is its best cosine similarity among that landmark's
+  references (k = 1);
+* each landmark has its own threshold on that similarity (:func:`landmark_threshold`), derived from how
+  close the nearest *other* landmark's references (and any distractor photos) come to its references
+  (its impostors), never lower than a global floor, and from its own references' leave-one-out
+  similarities (its spread, reported to the user);
+* the similarity is mapped onto the bundle's confidence scale by :func:`to_bundle_confidence`, so that a
+  taught landmark's threshold maps to exactly the bundle's threshold: ``--min-confidence``, review and
+  sequence consensus mean one thing for both kinds of landmark.
+
+Storage: one ``.npz`` file (numpy arrays + a UTF-8 JSON document stored as a ``uint8`` array; loaded with
+``allow_pickle=False``), replaced atomically on every change. The same format is used by
+``ltag landmarks export`` / ``import``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from landmark_tagger.errors import LtagError
+
+FORMAT = "ltag-user-gallery"
+FORMAT_VERSION = 1
+LABEL_PREFIX = "user:"
+
+#: Lowest threshold on the generic cosine similarity a taught landmark may get (the floor keeps photos of
+#: landmarks nobody taught untagged when a landmark has no close impostors). Calibrated in
+#: ``benchmarks/learn.py`` on the default bundle's ``generic`` features; a bundle may override it with
+#: ``labels.json`` -> ``user_gallery.min_similarity``.
+DEFAULT_MIN_SIMILARITY = 0.70
+#: How far above its nearest impostor a landmark's threshold sits (generic cosine similarity).
+DEFAULT_IMPOSTOR_MARGIN = 0.0
+#: Highest threshold a landmark may get, whatever its impostors (above this almost nothing matches).
+MAX_THRESHOLD = 0.92
+#: Below a landmark's threshold, confidence falls linearly to 0 over this much similarity.
+CONFIDENCE_SPAN = 0.25
+
+
+class UserGalleryError(LtagError):
+    """The user gallery cannot be read, written or changed as asked."""
+
+
+def label_for(name: str) -> str:
+    """The catalog label id of a taught landmark: ``user:<name>``."""
+    return LABEL_PREFIX + name
+
+
+def is_user_label(label: str | None) -> bool:
+    return bool(label) and str(label).startswith(LABEL_PREFIX)
+
+
+def name_key(name: str) -> str:
+    """Landmark names compare case-insensitively and ignore surrounding/double spaces."""
+    return " ".join(name.split()).casefold()
+
+
+def clean_name(name: str) -> str:
+    cleaned = " ".join(str(name).split())
+    if not cleaned:
+        raise UserGalleryError("A landmark needs a name, e.g. ltag learn \"Ilulissat Icefjord\" PHOTO...")
+    if any(ord(c) < 32 or c in "|" for c in cleaned):
+        raise UserGalleryError(f"Landmark names cannot contain control characters or '|': {cleaned!r}")
+    if len(cleaned) > 200:
+        raise UserGalleryError("Landmark names are limited to 200 characters.")
+    return cleaned
+
+
+def to_bundle_confidence(similarity: np.ndarray | float, threshold: np.ndarray | float,
+                         bundle_threshold: float) -> np.ndarray:
+    """Map a taught landmark's similarity onto the bundle's confidence scale.
+
+    Piecewise linear and monotonic in ``similarity``:
+
+    * at the landmark's own ``threshold`` the confidence is exactly ``bundle_threshold`` (so a taught
+      landmark is tagged exactly when the bundle's rule would tag at that confidence);
+    * above it, confidence rises linearly to 1 at similarity 1;
+    * below it, confidence falls linearly to 0 over :data:`CONFIDENCE_SPAN` of similarity.
+
+    Args:
+        similarity: cosine similarity to the landmark's best reference, any shape.
+        threshold: the landmark's threshold (broadcast against ``similarity``).
+        bundle_threshold: the bundle's calibrated threshold on its confidence scale, in (0, 1).
+
+    Returns:
+        confidences in [0, 1], float32, the broadcast shape.
+    """
+    s = np.asarray(similarity, dtype=np.float64)
+    t = np.asarray(threshold, dtype=np.float64)
+    bt = float(bundle_threshold)
+    above = bt + (1.0 - bt) * (s - t) / np.maximum(1.0 - t, 1e-6)
+    below = bt * (1.0 - (t - s) / CONFIDENCE_SPAN)
+    out = np.where(s >= t, above, below)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def landmark_threshold(own: np.ndarray, impostors: np.ndarray | None, *, min_similarity: float,
+                       margin: float = DEFAULT_IMPOSTOR_MARGIN) -> tuple[float, dict[str, float | None]]:
+    """A taught landmark's threshold on the generic similarity, from its references and its impostors.
+
+    Args:
+        own: (R, G) the landmark's reference vectors (L2-normalised).
+        impostors: (M, G) other landmarks' references and distractors, or None.
+        min_similarity: the global floor.
+        margin: how far above the closest impostor the threshold sits.
+
+    Returns:
+        (threshold, stats) where stats holds ``impostor`` (the closest impostor's best similarity to a
+        reference; None without impostors) and ``loo_min`` / ``loo_median`` (leave-one-out: each
+        reference's best similarity to the landmark's other references; None with one reference).
+    """
+    stats: dict[str, float | None] = {"impostor": None, "loo_min": None, "loo_median": None}
+    if len(own) >= 2:
+        s = own @ own.T
+        np.fill_diagonal(s, -np.inf)
+        loo = s.max(axis=1)
+        stats["loo_min"] = float(loo.min())
+        stats["loo_median"] = float(np.median(loo))
+    t = float(min_similarity)
+    if impostors is not None and len(impostors):
+        imp = float((impostors @ own.T).max())
+        stats["impostor"] = imp
+        t = max(t, imp + margin)
+    return min(t, MAX_THRESHOLD), stats
+
+
+@dataclass
+class Reference:
+    """One reference photo of a taught landmark."""
+
+    sha256: str
+    path: str
+    added_at: str = ""
+
+
+@dataclass
+class UserLandmark:
+    """A taught landmark: its display name, place in a hierarchy, coordinates and references."""
+
+    name: str
+    parent: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    refs: list[Reference] = field(default_factory=list)
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # (R, G) generic features
+    threshold: float = DEFAULT_MIN_SIMILARITY
+    stats: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+
+    @property
+    def label(self) -> str:
+        return label_for(self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "parent": self.parent, "lat": self.lat, "lon": self.lon,
+                "threshold": self.threshold, "stats": self.stats, "created_at": self.created_at,
+                "refs": [{"sha256": r.sha256, "path": r.path, "added_at": r.added_at} for r in self.refs]}
+
+
+@dataclass
+class UserScores:
+    """Best taught landmark per query photo.
+
+    Attributes:
+        index: (N,) index into :meth:`UserGallery.names` of the best landmark (by confidence), -1 when the
+            gallery is empty.
+        similarity: (N,) best-reference cosine similarity to that landmark.
+        confidence: (N,) on the bundle's scale (see :func:`to_bundle_confidence`).
+        ref_index: (N,) index of the best reference within that landmark.
+    """
+
+    index: np.ndarray
+    similarity: np.ndarray
+    confidence: np.ndarray
+    ref_index: np.ndarray
+    names: list[str]
+
+    def name(self, i: int) -> str | None:
+        k = int(self.index[i])
+        return self.names[k] if k >= 0 else None
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 1:
+        x = x[None]
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(n, 1e-12)
+
+
+def _finite_or_none(v: Any) -> float | None:
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+class UserGallery:
+    """The taught landmarks (in memory). Load with :meth:`load`, change, then :meth:`save`.
+
+    Attributes:
+        model_id: the bundle whose ``generic`` features the references are (None while empty).
+        min_similarity: the global floor of every landmark's threshold.
+        distractors: (M, G) generic features of photos known to show none of the taught landmarks
+            (impostors for every landmark's threshold); may be empty.
+    """
+
+    def __init__(self, model_id: str | None = None, *, min_similarity: float = DEFAULT_MIN_SIMILARITY,
+                 margin: float = DEFAULT_IMPOSTOR_MARGIN):
+        self.model_id = model_id
+        self.min_similarity = float(min_similarity)
+        self.margin = float(margin)
+        self.landmarks: dict[str, UserLandmark] = {}
+        self.distractors = np.zeros((0, 0), np.float32)
+        self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    # -- queries --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.landmarks)
+
+    def __contains__(self, name: str) -> bool:
+        return name_key(name) in self.landmarks
+
+    def get(self, name: str) -> UserLandmark | None:
+        return self.landmarks.get(name_key(name))
+
+    def names(self) -> list[str]:
+        return [lm.name for lm in self.landmarks.values()]
+
+    def by_label(self, label: str | None) -> UserLandmark | None:
+        if not is_user_label(label):
+            return None
+        return self.get(str(label)[len(LABEL_PREFIX):])
+
+    @property
+    def dim(self) -> int | None:
+        for lm in self.landmarks.values():
+            if lm.vectors.size:
+                return int(lm.vectors.shape[1])
+        return None
+
+    # -- changes --------------------------------------------------------------------------------
+    def add(self, name: str, refs: list[Reference], vectors: np.ndarray, *, model_id: str,
+            parent: str | None = None, lat: float | None = None, lon: float | None = None) -> tuple[UserLandmark, int]:
+        """Add references to a landmark (created if new); returns it and how many references were new.
+
+        A reference already present (same sha256) is not added twice. ``parent`` / ``lat`` / ``lon`` replace
+        the stored values when given. Thresholds of every landmark are recomputed.
+
+        Raises:
+            UserGalleryError: the vectors come from another model than the gallery's, or have another size.
+        """
+        name = clean_name(name)
+        vectors = _normalise(vectors)
+        if len(refs) != len(vectors):
+            raise ValueError("one vector per reference")
+        self._check_model(model_id, vectors.shape[1] if len(vectors) else None)
+        self.model_id = model_id
+        key = name_key(name)
+        lm = self.landmarks.get(key)
+        if lm is None:
+            lm = UserLandmark(name=name, created_at=_now(), vectors=np.zeros((0, vectors.shape[1]), np.float32))
+            self.landmarks[key] = lm
+        if parent is not None:
+            lm.parent = " ".join(parent.split()) or None
+        if lat is not None and lon is not None:
+            lm.lat, lm.lon = float(lat), float(lon)
+        have = {r.sha256 for r in lm.refs}
+        new_refs, new_vecs = [], []
+        for r, v in zip(refs, vectors, strict=True):
+            if r.sha256 in have:
+                continue
+            have.add(r.sha256)
+            new_refs.append(Reference(r.sha256, r.path, r.added_at or _now()))
+            new_vecs.append(v)
+        if new_vecs:
+            lm.refs.extend(new_refs)
+            lm.vectors = np.concatenate([lm.vectors.reshape(-1, vectors.shape[1]), np.stack(new_vecs)]).astype(
+                np.float32)
+        self.calibrate()
+        return lm, len(new_refs)
+
+    def remove(self, name: str) -> UserLandmark | None:
+        """Forget a landmark; returns it (None if it was not taught)."""
+        lm = self.landmarks.pop(name_key(name), None)
+        if lm is not None:
+            if not self.landmarks:
+                self.model_id = None
+            self.calibrate()
+        return lm
+
+    def remove_reference(self, sha256: str) -> list[str]:
+        """Remove a photo from every landmark's references (a corrected photo); returns the landmarks it left.
+        A landmark left without references is forgotten."""
+        touched = []
+        for key, lm in list(self.landmarks.items()):
+            keep = [i for i, r in enumerate(lm.refs) if r.sha256 != sha256]
+            if len(keep) != len(lm.refs):
+                touched.append(lm.name)
+                lm.refs = [lm.refs[i] for i in keep]
+                lm.vectors = lm.vectors[keep]
+                if not lm.refs:
+                    del self.landmarks[key]
+        if touched:
+            self.calibrate()
+        return touched
+
+    def set_distractors(self, vectors: np.ndarray | None) -> None:
+        """Use these generic features as impostors of every landmark (e.g. photos the bundle tagged)."""
+        if vectors is None or not len(vectors):
+            self.distractors = np.zeros((0, 0), np.float32)
+        else:
+            v = _normalise(vectors)
+            self._check_model(self.model_id, v.shape[1])
+            self.distractors = v
+        self.calibrate()
+
+    def _check_model(self, model_id: str | None, dim: int | None) -> None:
+        if self.landmarks and self.model_id and model_id and model_id != self.model_id:
+            raise UserGalleryError(
+                f"The taught landmarks were learned with model {self.model_id}, not {model_id}. Re-teach them with "
+                "this model (ltag learn NAME PHOTO... for each; `ltag landmarks` lists them) or use the old model.")
+        if dim is not None and self.dim is not None and dim != self.dim:
+            raise UserGalleryError(f"Feature size {dim} does not match the gallery's {self.dim}.")
+
+    def calibrate(self) -> None:
+        """Recompute every landmark's threshold (see :func:`landmark_threshold`)."""
+        self._flat = None
+        items = list(self.landmarks.values())
+        for i, lm in enumerate(items):
+            others = [o.vectors for j, o in enumerate(items) if j != i and o.vectors.size]
+            if self.distractors.size:
+                others.append(self.distractors)
+            impostors = np.concatenate(others) if others else None
+            lm.threshold, stats = landmark_threshold(lm.vectors, impostors, min_similarity=self.min_similarity,
+                                                     margin=self.margin)
+            lm.stats = stats
+
+    # -- scoring --------------------------------------------------------------------------------
+    def _flatten(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._flat is None:
+            items = list(self.landmarks.values())
+            if not items:
+                self._flat = (np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
+            else:
+                refs = np.concatenate([lm.vectors for lm in items]).astype(np.float32)
+                owner = np.concatenate([np.full(len(lm.vectors), k) for k, lm in enumerate(items)]).astype(np.int64)
+                thr = np.array([lm.threshold for lm in items], np.float32)
+                self._flat = (refs, owner, thr)
+        return self._flat
+
+    def similarities(self, generic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, L) best-reference similarity per landmark and (N, L) the index of that reference."""
+        q = _normalise(generic)
+        refs, owner, _ = self._flatten()
+        n_l = len(self.landmarks)
+        best = np.full((len(q), n_l), -1.0, np.float32)
+        arg = np.zeros((len(q), n_l), np.int64)
+        if not n_l:
+            return best, arg
+        s = q @ refs.T  # (N, R)
+        start = 0
+        for k, lm in enumerate(self.landmarks.values()):
+            block = s[:, start:start + len(lm.vectors)]
+            arg[:, k] = block.argmax(axis=1)
+            best[:, k] = block[np.arange(len(q)), arg[:, k]]
+            start += len(lm.vectors)
+        return best, arg
+
+    def score(self, generic: np.ndarray, bundle_threshold: float, chunk: int = 8192) -> UserScores:
+        """Best taught landmark per query (by confidence on the bundle's scale).
+
+        Args:
+            generic: (N, G) the queries' generic features.
+            bundle_threshold: the bundle's threshold (its confidence scale).
+        """
+        names = self.names()
+        n = len(generic)
+        idx = np.full(n, -1, np.int64)
+        sim = np.zeros(n, np.float32)
+        conf = np.zeros(n, np.float32)
+        ref = np.zeros(n, np.int64)
+        if not names or n == 0:
+            return UserScores(idx, sim, conf, ref, names)
+        _, _, thr = self._flatten()
+        for a in range(0, n, chunk):
+            best, arg = self.similarities(generic[a:a + chunk])
+            c = to_bundle_confidence(best, thr[None, :], bundle_threshold)
+            k = c.argmax(axis=1)
+            rows = np.arange(len(k))
+            idx[a:a + chunk] = k
+            sim[a:a + chunk] = best[rows, k]
+            conf[a:a + chunk] = c[rows, k]
+            ref[a:a + chunk] = arg[rows, k]
+        return UserScores(idx, sim, conf, ref, names)
+
+    def nearest_references(self, generic: np.ndarray, name: str, k: int = 3) -> list[tuple[Reference, float]]:
+        """The ``k`` references of landmark ``name`` most similar to one query (for review)."""
+        lm = self.get(name)
+        if lm is None or not lm.refs:
+            return []
+        s = lm.vectors @ _normalise(generic)[0]
+        order = np.argsort(-s)[:k]
+        return [(lm.refs[i], float(s[i])) for i in order]
+
+    # -- storage --------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        items = list(self.landmarks.values())
+        dim = self.dim or (self.distractors.shape[1] if self.distractors.size else 0)
+        vectors = (np.concatenate([lm.vectors for lm in items]).astype(np.float32) if items
+                   else np.zeros((0, dim), np.float32))
+        doc = {"format": FORMAT, "version": FORMAT_VERSION, "model_id": self.model_id,
+               "min_similarity": self.min_similarity, "margin": self.margin, "saved_at": _now(),
+               "landmarks": [lm.to_json() for lm in items]}
+        buf = io.BytesIO()
+        np.savez_compressed(buf, vectors=vectors,
+                            distractors=self.distractors.astype(np.float16) if self.distractors.size
+                            else np.zeros((0, dim), np.float16),
+                            meta=np.frombuffer(json.dumps(doc, ensure_ascii=False).encode("utf-8"), np.uint8))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, source: str = "user gallery") -> UserGallery:
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+                vectors = np.asarray(z["vectors"], np.float32)
+                distractors = np.asarray(z["distractors"], np.float32) if "distractors" in z.files else None
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError) as e:
+            raise UserGalleryError(f"{source} is not an ltag user gallery ({e}).") from e
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise UserGalleryError(f"{source} is not an ltag user gallery (no '{FORMAT}' header).")
+        if int(meta.get("version", 0)) > FORMAT_VERSION:
+            raise UserGalleryError(f"{source} was written by a newer ltag (version {meta.get('version')}); upgrade ltag.")
+        g = cls(meta.get("model_id"), min_similarity=float(meta.get("min_similarity", DEFAULT_MIN_SIMILARITY)),
+                margin=float(meta.get("margin", DEFAULT_IMPOSTOR_MARGIN)))
+        start = 0
+        try:
+            for d in meta.get("landmarks", []):
+                refs = [Reference(str(r["sha256"]), str(r.get("path", "")), str(r.get("added_at", "")))
+                        for r in d.get("refs", [])]
+                vec = vectors[start:start + len(refs)]
+                if len(vec) != len(refs):
+                    raise UserGalleryError(f"{source} is damaged: fewer vectors than references.")
+                start += len(refs)
+                lm = UserLandmark(name=clean_name(d["name"]), parent=d.get("parent") or None,
+                                  lat=_finite_or_none(d.get("lat")), lon=_finite_or_none(d.get("lon")),
+                                  refs=refs, vectors=_normalise(vec) if len(vec) else vec,
+                                  threshold=float(d.get("threshold", g.min_similarity)),
+                                  stats=d.get("stats") or {}, created_at=str(d.get("created_at", "")))
+                g.landmarks[name_key(lm.name)] = lm
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserGalleryError(f"{source} is damaged ({e}).") from e
+        if start != len(vectors):
+            raise UserGalleryError(f"{source} is damaged: {len(vectors) - start} vectors without a reference.")
+        if distractors is not None and distractors.size:
+            g.distractors = _normalise(distractors)
+        g.calibrate()
+        return g
+
+    @classmethod
+    def load(cls, path: Path | str) -> UserGallery:
+        """Load the gallery at ``path``; an empty gallery when the file does not exist."""
+        p = Path(path)
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            return cls()
+        except OSError as e:
+            raise UserGalleryError(f"Cannot read the user gallery {p}: {e.strerror or e}") from e
+        return cls.from_bytes(data, source=str(p))
+
+    def save(self, path: Path | str) -> None:
+        """Write the gallery atomically (temp file + fsync + rename)."""
+        p = Path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(p, self.to_bytes())
+        except OSError as e:
+            raise UserGalleryError(f"Cannot write the user gallery {p}: {e.strerror or e}") from e
+
+    def merge(self, other: UserGallery) -> tuple[int, int]:
+        """Import ``other``'s landmarks (references merged by sha256); returns (landmarks added, refs added)."""
+        if not other.landmarks:
+            return 0, 0
+        n_lm = n_ref = 0
+        for lm in other.landmarks.values():
+            if lm.name not in self:
+                n_lm += 1
+            _, added = self.add(lm.name, lm.refs, lm.vectors, model_id=other.model_id or "", parent=lm.parent,
+                                lat=lm.lat, lon=lm.lon)
+            n_ref += added
+        return n_lm, n_ref
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    from landmark_tagger.fsutil import atomic_write
+
+    atomic_write(path, data)
