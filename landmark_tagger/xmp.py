@@ -70,18 +70,44 @@ class _Builder(ET.TreeBuilder):
         super().__init__(insert_comments=True, insert_pis=True)
         self._pending: list[tuple[str, str]] = []
         self.decls: dict[int, list[tuple[str, str]]] = {}
+        self.raw: dict[int, tuple[str, dict[str, str]]] = {}
         self.keep: list[ET.Element] = []
+        self.source: bytes = b""
+        self.expat = None  # the pyexpat parser, for byte positions of start tags
 
     def start_ns(self, prefix: str, uri: str) -> None:
         self._pending.append((prefix or "", uri))
 
     def start(self, tag, attrs):  # type: ignore[override]
         elem = super().start(tag, attrs)
+        self.keep.append(elem)  # keep ids stable while the document lives
         if self._pending:
             self.decls[id(elem)] = self._pending
-            self.keep.append(elem)  # keep ids stable
             self._pending = []
+        if self.expat is not None:
+            i = self.expat.CurrentByteIndex
+            j = _start_tag_end(self.source, i)
+            if i >= 0 and j > i:
+                self.raw[id(elem)] = (self.source[i:j].decode("utf-8"), dict(elem.attrib))
         return elem
+
+
+def _start_tag_end(src: bytes, i: int) -> int:
+    """Index just past the '>' closing the start tag that begins at ``i`` (quote-aware)."""
+    q = 0
+    n = len(src)
+    j = i + 1
+    while j < n:
+        c = src[j]
+        if q:
+            if c == q:
+                q = 0
+        elif c in (0x22, 0x27):
+            q = c
+        elif c == 0x3E:
+            return j + 1
+        j += 1
+    return -1
 
 
 @dataclass
@@ -93,6 +119,7 @@ class XmpDoc:
     suffix: bytes
     decls: dict[int, list[tuple[str, str]]]
     keep: list[ET.Element] = field(default_factory=list)
+    raw: dict[int, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
     @property
     def has_wrapper(self) -> bool:
@@ -113,6 +140,8 @@ def parse(packet: bytes) -> XmpDoc:
         raise MetadataError("UTF-16 XMP is not supported for writing") from None
     builder = _Builder()
     parser = XMLParser(target=builder, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    builder.source = packet
+    builder.expat = getattr(parser, "parser", None)
     try:
         parser.feed(packet)
         root = parser.close()
@@ -129,7 +158,7 @@ def parse(packet: bytes) -> XmpDoc:
     if rdf is None:
         raise MetadataError("XMP has no rdf:RDF element")
     prefix, suffix = _split_raw(packet)
-    return XmpDoc(prefix, root, suffix, builder.decls, builder.keep)
+    return XmpDoc(prefix, root, suffix, builder.decls, builder.keep, builder.raw)
 
 
 def _split_raw(packet: bytes) -> tuple[bytes, bytes]:
@@ -430,19 +459,14 @@ def _split(tag: str) -> tuple[str, str]:
 
 
 def serialize_root(doc: XmpDoc) -> str:
-    """Serialize the root element with the document's own prefixes and declarations."""
-    out: list[str] = []
-    used_prefixes: set[str] = {p for decls in doc.decls.values() for p, _ in decls}
+    """Serialize the root element with the document's own prefixes and declarations.
 
-    def new_prefix(uri: str) -> str:
-        base = PREFERRED_PREFIX.get(uri, "ns")
-        p = base
-        k = 1
-        while p in used_prefixes:
-            p = f"{base}{k}"
-            k += 1
-        used_prefixes.add(p)
-        return p
+    A start tag whose element kept its attributes is written back exactly as it was read (attribute
+    layout, quote style, character references); other start tags are generated. A namespace ltag
+    introduces is declared on the element that first uses it (in scope for its children only), so no
+    existing start tag has to change.
+    """
+    out: list[str] = []
 
     def write(el: ET.Element, scope: dict[str, str]) -> None:
         tag = el.tag
@@ -457,14 +481,15 @@ def serialize_root(doc: XmpDoc) -> str:
         scope = dict(scope)
         decl_pairs: list[tuple[str, str]] = []
         for p, uri in doc.decls.get(id(el), []):
+            # a redeclared prefix hides its previous URI
+            for u in [u for u, q in scope.items() if q == p]:
+                del scope[u]
             scope[uri] = p
             decl_pairs.append((p, uri))
-        # prefixes shadowed by a redeclaration must not be used for their old URI
-        by_prefix = {}
-        for uri, p in scope.items():
-            by_prefix.setdefault(p, uri)
+        generated = False
 
         def qname(t: str, is_attr: bool) -> str:
+            nonlocal generated
             uri, local = _split(t)
             if not uri:
                 return local
@@ -472,24 +497,36 @@ def serialize_root(doc: XmpDoc) -> str:
                 return f"xml:{local}"
             p = scope.get(uri)
             if p is None or (is_attr and p == ""):
-                p = new_prefix(uri)
+                bound = set(scope.values())
+                base = PREFERRED_PREFIX.get(uri, "ns")
+                p, k = base, 1
+                while p in bound:
+                    p, k = f"{base}{k}", k + 1
                 scope[uri] = p
                 decl_pairs.append((p, uri))
+                generated = True
             return f"{p}:{local}" if p else local
 
         name = qname(tag, False)
         attrs = [(qname(k, True), v) for k, v in el.attrib.items()]
-        parts = [f"<{name}"]
-        for p, uri in decl_pairs:
-            parts.append(f' xmlns:{p}="{_escape_attr(uri)}"' if p else f' xmlns="{_escape_attr(uri)}"')
-        for k, v in attrs:
-            parts.append(f' {k}="{_escape_attr(v)}"')
-        if len(el) == 0 and not el.text:
-            parts.append("/>")
-            out.append("".join(parts))
+        empty = len(el) == 0 and not el.text
+        raw = doc.raw.get(id(el))
+        if raw is not None and not generated and raw[1] == el.attrib:
+            start = raw[0]
+            if start.endswith("/>") and not empty:
+                start = start[:-2].rstrip() + ">"
+            elif empty and not start.endswith("/>"):
+                start = start[:-1] + "/>"
+            out.append(start)
         else:
-            parts.append(">")
+            parts = [f"<{name}"]
+            for p, uri in decl_pairs:
+                parts.append(f' xmlns:{p}="{_escape_attr(uri)}"' if p else f' xmlns="{_escape_attr(uri)}"')
+            for k, v in attrs:
+                parts.append(f' {k}="{_escape_attr(v)}"')
+            parts.append("/>" if empty else ">")
             out.append("".join(parts))
+        if not empty:
             out.append(_escape_text(el.text or ""))
             for c in el:
                 write(c, scope)
