@@ -1,0 +1,473 @@
+"""Teach ltag a landmark from a few photos (``ltag learn``), correct a wrong prediction, forget one.
+
+Photos are embedded with the current bundle exactly as ``scan`` does (``decode.decode_for_model`` ->
+``preprocess.prepare`` -> ``Recognizer.embed``) and their ``generic`` features become the landmark's
+references in the user gallery (:mod:`landmark_tagger.user_gallery`). A RAW+JPEG pair is one photo (the
+JPEG is used; a lone RAW uses its embedded preview); a photo already scanned with the same model reuses
+its stored features without decoding. Bad files are reported one by one and never stop the others.
+
+``correct`` makes a photo a reference of the right landmark, removes it from the references of the wrong
+one, and rewrites the photo's ltag keywords through :class:`writer.Writer` (the same merge as ``scan``:
+only ltag's own keywords change; the undo record is written first; ``ltag undo`` restores the file).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from landmark_tagger import fsutil
+from landmark_tagger.catalog import Catalog, now_iso
+from landmark_tagger.errors import LtagError
+from landmark_tagger.user_gallery import Reference, UserGallery, UserGalleryError, clean_name, label_for
+from landmark_tagger.walk import PhotoGroup, walk
+
+log = logging.getLogger(__name__)
+
+#: Photos taught together must lie within this distance of their median GPS to give the landmark coordinates.
+GPS_AGREE_KM = 5.0
+
+
+class LearnError(LtagError):
+    """A landmark cannot be taught, corrected or forgotten as asked."""
+
+
+@dataclass
+class PhotoOutcome:
+    """One photo given to ``learn`` / ``correct``."""
+
+    path: str
+    status: str  # added | already | failed
+    error: str | None = None
+    reused: bool = False  # features came from the catalog (no decode)
+    companions: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "status": self.status, "error": self.error, "reused": self.reused,
+                "companions": self.companions}
+
+
+@dataclass
+class LearnReport:
+    name: str
+    photos: list[PhotoOutcome]
+    added: int
+    references: int  # references of the landmark after learning
+    threshold: float | None
+    lat: float | None
+    lon: float | None
+    parent: str | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for p in self.photos if p.status == "failed")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "added": self.added, "references": self.references, "threshold": self.threshold,
+                "lat": self.lat, "lon": self.lon, "parent": self.parent, "failed": self.failed,
+                "photos": [p.to_json() for p in self.photos], "problems": self.problems}
+
+
+@dataclass
+class Embedded:
+    """A photo group with its features (or the reason it has none)."""
+
+    group: PhotoGroup
+    sha256: str | None = None
+    generic: np.ndarray | None = None
+    emb: np.ndarray | None = None
+    decoded_from: str | None = None
+    error: str | None = None
+    reused: bool = False
+    gps: tuple[float, float] | None = None
+
+
+# ---------------------------------------------------------------------------------------------- collecting
+def collect(photos: Sequence[str | os.PathLike[str]] = (), *, from_folder: Sequence[str | os.PathLike[str]] = (),
+            from_search: str | None = None, catalog: Catalog | None = None) -> tuple[list[PhotoGroup], list[str]]:
+    """Photo groups (RAW+JPEG pairs as one) from files, folders and a catalog search; plus problems."""
+    paths: list[str] = [os.fspath(p) for p in photos] + [os.fspath(p) for p in from_folder]
+    problems: list[str] = []
+    if from_search is not None:
+        if catalog is None:
+            raise LearnError("--from-search needs a catalog: run `ltag scan PATH` first.")
+        from landmark_tagger import search
+
+        hits = search.search(catalog, from_search, limit=None)
+        found = [h["path"] for h in hits if h.get("role", "primary") == "primary"]
+        if not found:
+            problems.append(f"the search {from_search!r} found no photos")
+        paths += found
+    if not paths:
+        return [], problems
+    res = walk(paths)
+    problems += [f"{p.path}: {p.error}" for p in res.problems]
+    return res.groups, problems
+
+
+# ---------------------------------------------------------------------------------------------- embedding
+def _stored_features(catalog: Catalog | None, path: str, sha: str | None, model_id: str
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+    if catalog is None or sha is None:
+        return None
+    row = catalog.conn.execute(
+        "SELECT e.embedding, e.generic FROM photos p JOIN embeddings e ON e.photo_id = p.id "
+        "WHERE p.path = ? AND p.sha256 = ? AND e.model_id = ?", (path, sha, model_id)).fetchone()
+    if row is None or row[1] is None:
+        return None
+    return np.frombuffer(row[0], np.float32).copy(), np.frombuffer(row[1], np.float32).copy()
+
+
+def _gps_of(path: str) -> tuple[float, float] | None:
+    from landmark_tagger import exif
+
+    try:
+        f = exif.read_facts(path)
+    except Exception as e:  # noqa: BLE001 - GPS is optional; a broken EXIF block must not fail the photo
+        log.debug("no EXIF facts for %s: %s", path, e)
+        return None
+    if f.gps_lat is None or f.gps_lon is None or (f.gps_lat == 0 and f.gps_lon == 0):
+        return None
+    return float(f.gps_lat), float(f.gps_lon)
+
+
+def embed_groups(groups: Sequence[PhotoGroup], recognizer: Any, *, catalog: Catalog | None = None,
+                 batch: int = 16, progress: Callable[[int, int], None] | None = None) -> list[Embedded]:
+    """Features of each group's photo: stored ones when the catalog has them for the same content and model,
+    else decoded (the primary file, then its companions: a NEF's preview when its JPEG is broken)."""
+    from landmark_tagger import decode, preprocess
+    from landmark_tagger.errors import UnsupportedImageError
+
+    bundle = recognizer.bundle
+    spec = bundle.preprocess
+    min_side = preprocess.min_decode_side(spec)
+    out: list[Embedded] = []
+    pending: list[tuple[Embedded, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        embs, gens = recognizer.embed([a for _, a in pending])
+        for (item, _), e, g in zip(pending, embs, gens, strict=True):
+            item.emb, item.generic = np.asarray(e, np.float32), np.asarray(g, np.float32)
+        pending.clear()
+
+    for n, g in enumerate(groups):
+        item = Embedded(g)
+        out.append(item)
+        prim = g.primary.path
+        try:
+            item.sha256 = fsutil.sha256_file(prim)
+        except OSError as e:
+            item.error = f"cannot read: {e.strerror or e}"
+            continue
+        for f in g.files:
+            item.gps = item.gps or _gps_of(f.path)
+        stored = _stored_features(catalog, prim, item.sha256, bundle.model_id)
+        if stored is not None:
+            item.emb, item.generic = stored
+            item.reused = True
+            item.decoded_from = prim
+        else:
+            errors = []
+            for f in g.files:
+                try:
+                    img = decode.decode_for_model(f.path, min_side)
+                    arr = preprocess.prepare(img, spec)
+                except UnsupportedImageError as e:
+                    errors.append(str(e))
+                    continue
+                except Exception as e:  # noqa: BLE001 - one broken photo never stops the others
+                    errors.append(f"cannot decode {os.path.basename(f.path)}: {type(e).__name__}: {e}")
+                    continue
+                item.decoded_from = f.path
+                pending.append((item, arr))
+                break
+            else:
+                item.error = errors[0] if errors else "cannot decode"
+            if len(pending) >= batch:
+                flush()
+        if progress is not None:
+            progress(n + 1, len(groups))
+    flush()
+    return out
+
+
+def median_gps(points: Iterable[tuple[float, float]]) -> tuple[float, float] | None:
+    """The median position of the photos' GPS when they agree (all within :data:`GPS_AGREE_KM`), else None."""
+    from landmark_tagger.sequence import _haversine_km
+
+    pts = np.array(list(points), dtype=np.float64).reshape(-1, 2)
+    if not len(pts):
+        return None
+    lat, lon = float(np.median(pts[:, 0])), float(np.median(pts[:, 1]))
+    d = _haversine_km(lat, lon, pts[:, 0], pts[:, 1])
+    if float(d.max()) > GPS_AGREE_KM:
+        return None
+    return round(lat, 6), round(lon, 6)
+
+
+def parse_gps(text: str) -> tuple[float, float]:
+    """``"LAT,LON"`` in decimal degrees -> (lat, lon); raises LearnError for anything else."""
+    try:
+        a, b = (float(x) for x in text.replace(" ", "").split(","))
+    except ValueError:
+        raise LearnError(f"--gps wants LAT,LON in decimal degrees, e.g. 69.1300,-49.9300; got {text!r}") from None
+    if not (math.isfinite(a) and math.isfinite(b) and -90 <= a <= 90 and -180 <= b <= 180):
+        raise LearnError(f"--gps {text!r} is not a position on Earth (latitude -90..90, longitude -180..180).")
+    return a, b
+
+
+# ---------------------------------------------------------------------------------------------- learning
+def learn(name: str, groups: Sequence[PhotoGroup], *, recognizer: Any, gallery_path: Path,
+          catalog: Catalog | None = None, parent: str | None = None, gps: tuple[float, float] | None = None,
+          problems: Sequence[str] = (), progress: Callable[[int, int], None] | None = None) -> LearnReport:
+    """Add the photos of ``groups`` as references of landmark ``name`` and save the gallery.
+
+    Raises:
+        LearnError: no photo could be used (nothing is saved then).
+        UserGalleryError: the gallery cannot be read or written, or was taught with another model.
+    """
+    name = clean_name(name)
+    gallery = UserGallery.load(gallery_path)
+    items = embed_groups(groups, recognizer, catalog=catalog, progress=progress)
+    outcomes = []
+    ok = [it for it in items if it.generic is not None and it.sha256 is not None]
+    for it in items:
+        outcomes.append(PhotoOutcome(it.group.primary.path, "failed" if it.generic is None else "added", it.error,
+                                     it.reused, [c.path for c in it.group.companions]))
+    if not ok:
+        why = ("; ".join(problems) or "no photos given") if not items else "none of the photos could be read"
+        raise LearnError(f"Nothing learned for {name!r}: {why}.")
+    if gps is None:
+        gps = median_gps(it.gps for it in ok if it.gps is not None)
+    refs = [Reference(it.sha256 or "", it.group.primary.path, now_iso()) for it in ok]
+    vecs = np.stack([it.generic for it in ok])
+    lm, added = gallery.add(name, refs, vecs, model_id=recognizer.bundle.model_id, parent=parent,
+                            lat=gps[0] if gps else None, lon=gps[1] if gps else None)
+    new_shas = {r.sha256 for r in lm.refs[len(lm.refs) - added:]} if added else set()
+    for o, it in zip(outcomes, items, strict=True):
+        if o.status == "added" and it.sha256 not in new_shas:
+            o.status = "already"
+    gallery.save(gallery_path)
+    if catalog is not None:
+        _record_run(catalog, "learn", {"name": name, "photos": [o.path for o in outcomes]},
+                    {"added": added, "references": len(lm.refs)})
+    return LearnReport(lm.name, outcomes, added, len(lm.refs), lm.threshold, lm.lat, lm.lon, lm.parent,
+                       list(problems))
+
+
+def forget(name: str, *, gallery_path: Path, catalog: Catalog | None = None) -> int:
+    """Forget a taught landmark; returns how many references it had. Photos already tagged with it keep their
+    keywords until ``ltag scan --retag`` re-decides them.
+
+    Raises:
+        LearnError: no taught landmark has that name.
+    """
+    gallery = UserGallery.load(gallery_path)
+    lm = gallery.remove(name)
+    if lm is None:
+        known = ", ".join(sorted(gallery.names())) or "none"
+        raise LearnError(f"No taught landmark is called {name!r} (taught: {known}). Bundle landmarks cannot be "
+                         "forgotten; use --threshold or another model.")
+    gallery.save(gallery_path)
+    if catalog is not None:
+        _record_run(catalog, "learn", {"forget": lm.name}, {"references": len(lm.refs)})
+    return len(lm.refs)
+
+
+def _record_run(catalog: Catalog, kind: str, args: dict[str, Any], summary: dict[str, Any]) -> int:
+    rid = catalog.start_run(kind, args)
+    catalog.finish_run(rid, summary)
+    return rid
+
+
+# ---------------------------------------------------------------------------------------------- correcting
+@dataclass
+class CorrectReport:
+    path: str
+    right: str
+    wrong: str | None
+    removed_from: list[str]  # taught landmarks the photo stopped being a reference of
+    writes: list[dict[str, Any]]  # per file: path, target, status, error
+    run_id: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "right": self.right, "wrong": self.wrong, "removed_from": self.removed_from,
+                "writes": self.writes, "run_id": self.run_id}
+
+
+def correct(photo: str | os.PathLike[str], right_name: str, *, recognizer: Any, gallery_path: Path,
+            catalog: Catalog, write: bool = True, sidecar_style: str = "adobe") -> CorrectReport:
+    """``ltag learn --correct PHOTO "Right Name"``.
+
+    The photo (and its RAW/JPEG companions) becomes a reference of ``right_name`` (created as a taught
+    landmark if new) and stops being a reference of any other taught landmark; its catalog rows get the
+    right landmark (``decided_by = 'correction'``, confidence 1); and its ltag keywords are rewritten through
+    the scan writer (the wrong landmark keyword removed, the right one added; other keywords untouched),
+    recorded as a run of kind ``learn`` that ``ltag undo`` reverts.
+
+    Raises:
+        LearnError: the photo cannot be read or embedded.
+    """
+    from landmark_tagger.writer import Writer, desired_keywords, split_ltag_keywords
+
+    right_name = clean_name(right_name)
+    groups, problems = collect([photo])
+    if not groups:
+        raise LearnError(f"Cannot use {os.fspath(photo)}: {'; '.join(problems) or 'not a photo'}.")
+    group = groups[0]
+    items = embed_groups([group], recognizer, catalog=catalog)
+    it = items[0]
+    if it.generic is None or it.sha256 is None:
+        raise LearnError(f"Cannot learn from {group.primary.path}: {it.error}.")
+    gallery = UserGallery.load(gallery_path)
+    removed = [n for n in gallery.remove_reference(it.sha256) if n.casefold() != right_name.casefold()]
+    gallery.add(right_name, [Reference(it.sha256, group.primary.path, now_iso())], it.generic[None],
+                model_id=recognizer.bundle.model_id)
+    gallery.save(gallery_path)
+
+    rows = [catalog.photo_by_path(f.path) for f in group.files]
+    prim_row = rows[0]
+    wrong = prim_row.get("landmark") if prim_row else None
+    run_id = catalog.start_run("learn", {"correct": group.primary.path, "right": right_name, "wrong": wrong})
+    writer = Writer(catalog, run_id, sidecar_style=sidecar_style)
+    writes: list[dict[str, Any]] = []
+    now = now_iso()
+    label = label_for(right_name)
+    for f, row in zip(group.files, rows, strict=True):
+        old = json.loads(row["ltag_keywords"]) if row else []
+        old_flat, old_hier = split_ltag_keywords(old)
+        # keep the place keywords ltag wanted; swap the landmark
+        wrong_flat, wrong_hier = desired_keywords(wrong, [], []) if wrong else ([], [])
+        place_flat = [k for k in old_flat if k not in wrong_flat]
+        place_hier = [k for k in old_hier if k not in wrong_hier]
+        flat, hier = desired_keywords(right_name, place_flat, place_hier)
+        owned = json.loads(row["owned_keywords"]) if row else []
+        suppressed = [k for k in (json.loads(row["suppressed_keywords"]) if row else []) if k not in (*flat, *hier)]
+        update: dict[str, Any] = {"landmark": right_name, "label": label, "confidence": 1.0, "own_confidence": 1.0,
+                                  "decided_by": "correction", "status": "tagged",
+                                  "ltag_keywords": json.dumps([*flat, *hier])}
+        if write:
+            out = writer.write(f.path, f.kind, flat, hier, owned_before=owned, suppressed_before=suppressed,
+                               props={"Landmark": right_name, "Label": label, "Confidence": "1.0000",
+                                      "ModelId": recognizer.bundle.model_id})
+            writes.append({"path": f.path, "target": out.target, "status": out.status, "error": out.error})
+            update.update(write_status=out.write_status, write_target=out.target, owned_keywords=json.dumps(out.owned),
+                          suppressed_keywords=json.dumps(out.suppressed), keywords=json.dumps(out.flat),
+                          hier_keywords=json.dumps(out.hier))
+            if out.status == "written":
+                update["written_at"] = now
+                if out.target == f.path:
+                    try:
+                        st = os.stat(f.path)
+                        update.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=out.after_sha256)
+                    except OSError:
+                        pass
+        else:
+            update["write_status"] = "pending"
+        if row is not None:
+            sets = ", ".join(f"{k} = ?" for k in update)
+            catalog.conn.execute(f"UPDATE photos SET {sets} WHERE path = ?", [*update.values(), f.path])
+    catalog.finish_run(run_id, {"right": right_name, "wrong": wrong, "writes": writes})
+    return CorrectReport(group.primary.path, right_name, wrong, removed, writes, run_id)
+
+
+def ensure_gallery_model(gallery_path: Path, model_id: str) -> None:
+    """Raise a clear error when the taught landmarks were learned with another model."""
+    g = UserGallery.load(gallery_path)
+    if len(g) and g.model_id and g.model_id != model_id:
+        raise UserGalleryError(
+            f"The taught landmarks were learned with model {g.model_id}, but the current model is {model_id}. "
+            "Re-teach them with this model or pass --model for the old one.")
+
+
+# ---------------------------------------------------------------------------------------------- listing, moving
+def list_landmarks(gallery_path: Path, model: Path | None = None) -> dict[str, Any]:
+    """Bundle landmarks (with their gallery reference counts when the bundle says) and taught ones."""
+    gallery = UserGallery.load(gallery_path)
+    data: dict[str, Any] = {"model_id": None, "bundle": [], "user": [], "warning": None}
+    try:
+        from landmark_tagger.bundle import load_bundle
+
+        bundle = load_bundle(model)
+    except (LtagError, ImportError) as e:
+        data["warning"] = f"the model's landmarks are not listed: {e}"
+        bundle = None
+    if bundle is not None:
+        data["model_id"] = bundle.model_id
+        counts = _bundle_reference_counts(bundle)
+        for lab in bundle.labels:
+            data["bundle"].append({"label": lab.id, "name": lab.name, "lat": getattr(lab, "lat", None),
+                                   "lon": getattr(lab, "lon", None), "references": counts.get(lab.id)})
+        if len(gallery) and gallery.model_id and gallery.model_id != bundle.model_id:
+            data["warning"] = (f"the taught landmarks were learned with model {gallery.model_id}, not "
+                               f"{bundle.model_id}: re-teach them to use them with this model")
+    for lm in gallery.landmarks.values():
+        data["user"].append({"label": lm.label, "name": lm.name, "parent": lm.parent, "lat": lm.lat, "lon": lm.lon,
+                             "references": len(lm.refs), "threshold": round(float(lm.threshold), 4),
+                             "stats": lm.stats, "model_id": gallery.model_id})
+    return data
+
+
+def _bundle_reference_counts(bundle: Any) -> dict[str, int]:
+    """Gallery images per bundle label, when the bundle exposes its gallery's label column."""
+    for attr in ("gallery_labels", "gallery_label_ids"):
+        ids = getattr(bundle, attr, None)
+        if ids is not None:
+            break
+    else:
+        gal = getattr(bundle, "gallery", None)
+        ids = getattr(gal, "label_ids", None) if gal is not None else None
+        if ids is None and gal is not None:
+            ids = getattr(gal, "labels", None)
+    if ids is None:
+        return {}
+    ids = np.asarray(ids)
+    labels = [lab.id for lab in bundle.labels]
+    out: dict[str, int] = {}
+    if ids.dtype.kind in "iu":
+        for k, n in zip(*np.unique(ids, return_counts=True), strict=True):
+            if 0 <= int(k) < len(labels):
+                out[labels[int(k)]] = int(n)
+    else:
+        for k, n in zip(*np.unique(ids.astype(str), return_counts=True), strict=True):
+            out[str(k)] = int(n)
+    return out
+
+
+def export_gallery(gallery_path: Path, dest: Path) -> int:
+    """Write the taught landmarks to ``dest`` (atomically); returns how many.
+
+    Raises:
+        LearnError: nothing has been taught.
+    """
+    gallery = UserGallery.load(gallery_path)
+    if not len(gallery):
+        raise LearnError("No taught landmarks to export (ltag learn NAME PHOTO... teaches one).")
+    gallery.save(dest)
+    return len(gallery)
+
+
+def import_gallery(gallery_path: Path, source: Path) -> tuple[int, int]:
+    """Merge the landmarks of an exported gallery into this one; returns (new landmarks, new references).
+
+    Raises:
+        UserGalleryError: ``source`` is not a gallery, or was taught with another model than this gallery.
+    """
+    if not source.is_file():
+        raise LearnError(f"No such file: {source}")
+    incoming = UserGallery.load(source)
+    gallery = UserGallery.load(gallery_path)
+    n = gallery.merge(incoming)
+    gallery.save(gallery_path)
+    return n
