@@ -229,3 +229,41 @@ def render(items: Sequence[ReviewItem], *, threshold: float, title: str = "ltag 
         out.append("<section><p>No scanned photos here. Run <code>ltag scan PATH</code> first.</p></section>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def attach_neighbours(items: Sequence[ReviewItem], catalog: Any, *, gallery: Any = None,
+                      bundle_neighbours: Callable[[Any, Any], list[list[tuple[str, float]]]] | None = None,
+                      k: int = 3) -> None:
+    """Fill each item's nearest references from the catalog's stored features (no decoding).
+
+    Taught landmarks: the ``k`` reference photos of the photo's landmark most similar to it (``gallery``, a
+    :class:`~landmark_tagger.user_gallery.UserGallery`). Bundle landmarks: ``bundle_neighbours(emb, generic)``
+    gives, per photo, the nearest landmarks and their similarities.
+    """
+    import numpy as np
+
+    from landmark_tagger.user_gallery import is_user_label
+
+    by_path = {it.path: it for it in items}
+    if not by_path:
+        return
+    rows = catalog.rows("SELECT p.path, p.label, e.embedding, e.generic FROM photos p "
+                        "JOIN embeddings e ON e.photo_id = p.id WHERE p.role = 'primary'")
+    rows = [r for r in rows if r["path"] in by_path]
+    bundle_rows = []
+    for r in rows:
+        it = by_path[r["path"]]
+        if is_user_label(r["label"]) and gallery is not None and r["generic"] is not None and it.landmark:
+            g = np.frombuffer(r["generic"], np.float32)
+            if gallery.dim == len(g):
+                it.neighbours = [Neighbour(it.landmark, s, ref.path) for ref, s in
+                                 gallery.nearest_references(g, it.landmark, k)]
+        else:
+            bundle_rows.append(r)
+    if bundle_neighbours is not None and bundle_rows:
+        emb = np.stack([np.frombuffer(r["embedding"], np.float32) for r in bundle_rows])
+        gen = None
+        if all(r["generic"] is not None for r in bundle_rows):
+            gen = np.stack([np.frombuffer(r["generic"], np.float32) for r in bundle_rows])
+        for r, nbs in zip(bundle_rows, bundle_neighbours(emb, gen), strict=True):
+            by_path[r["path"]].neighbours = [Neighbour(name, float(s)) for name, s in nbs[:k]]
