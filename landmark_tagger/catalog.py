@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS photos (
     ltag_keywords TEXT NOT NULL DEFAULT '[]', -- JSON: keywords ltag wants written (flat + hierarchical)
     owned_keywords TEXT NOT NULL DEFAULT '[]',-- JSON: keywords ltag has written and still owns
     suppressed_keywords TEXT NOT NULL DEFAULT '[]', -- JSON: ltag keywords the user deleted; never re-added
-    write_status TEXT NOT NULL DEFAULT 'none', -- none | pending | written | readonly | failed
+    write_status TEXT NOT NULL DEFAULT 'none', -- none | pending | written | readonly | failed | undone
     write_target TEXT,                  -- the file that carries the keywords (the photo or its sidecar)
     written_at TEXT,
     scanned_at TEXT
@@ -98,12 +98,12 @@ CREATE TABLE IF NOT EXISTS changes (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL REFERENCES runs(id),
     path TEXT NOT NULL,
-    kind TEXT NOT NULL,                 -- jpeg-header | sidecar | file-created
+    kind TEXT NOT NULL,                 -- jpeg-delta (bytes ltag replaced) | jpeg-header (old) | sidecar | file-created
     before_sha256 TEXT,                 -- NULL when the file did not exist
     after_sha256 TEXT,
     before_size INTEGER,
     undo BLOB,                          -- zlib: what is needed to rebuild the old bytes
-    state TEXT NOT NULL DEFAULT 'pending', -- pending (recorded, not yet applied) | applied | undone
+    state TEXT NOT NULL DEFAULT 'pending', -- pending (recorded, not yet applied) | applied | undone | abandoned (never applied)
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS changes_run ON changes(run_id);
