@@ -80,6 +80,11 @@ class Template:
             if comp.strip() in ("", ".", ".."):
                 raise RenameError(f"The template {t!r} has an empty, '.' or '..' folder: renamed files must stay "
                                   "under the archive root.")
+            try:
+                list(string.Formatter().parse(comp))
+            except ValueError as e:
+                raise RenameError(f"The template {t!r} has a '/' inside a field or is malformed ({e}); put folders "
+                                  "between fields, e.g. {date:%Y}/{date:%m}.") from e
         try:
             parsed = list(string.Formatter().parse(t))
         except ValueError as e:

@@ -61,7 +61,7 @@ def test_template_render():
 
 @pytest.mark.parametrize("bad", ["", "../{landmark}", "{landmark}/../../{seq}", "/abs/{landmark}", "C:/x/{seq}",
                                  "a\\{seq}", "{landmark}//{seq}", "./{seq}", "{landmark.__class__}", "{landmark[0]}",
-                                 "{nope}", "{landmark!r}", "plain", "{landmark", "{date:{seq}}"])
+                                 "{nope}", "{landmark!r}", "plain", "{landmark", "{date:{seq}}", "{date:%Y/%m}_{seq}"])
 def test_unsafe_templates_refused(bad):
     with pytest.raises(RenameError):
         Template(bad)
