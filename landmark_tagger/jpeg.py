@@ -226,43 +226,33 @@ def splice(data: bytes, xmp_packet: bytes | None, irb: bytes | None, layout: Jpe
     if new_ps is not None and not have_ps:
         pieces.append((insert_at, new_ps, len(new_ps)))
 
-    out: list[bytes] = [data[:2]]
-    pos = 2
     ps_done = False
-    mpf_index = [k for k, kind in enumerate(kinds) if kind == "mpf"]
-    seg_out: list[tuple[int, bytes, int]] = []  # per original segment: (index, bytes, delta)
+    # per output piece: (position key relative to the original segments, bytes, size delta)
+    seg_out: list[tuple[float, bytes, int]] = []
     for k, seg in enumerate(segs):
-        for at, blob, _ in pieces:
+        for at, blob, size in pieces:
             if at == k:
-                seg_out.append((k - 0.5, blob, len(blob)))  # type: ignore[arg-type]
+                seg_out.append((k - 0.5, blob, size))
         raw = data[seg.start : seg.end]
         if kinds[k] == "xmp" and new_xmp is not None:
             seg_out.append((k, new_xmp, len(new_xmp) - len(raw)))
         elif kinds[k] == "photoshop" and new_ps is not None:
-            if not ps_done:
+            if not ps_done:  # all Photoshop segments are replaced by the new one(s) at the first one's place
                 old = sum(segs[j].end - segs[j].start for j in range(len(segs)) if kinds[j] == "photoshop")
                 seg_out.append((k, new_ps, len(new_ps) - old))
                 ps_done = True
-            else:
-                seg_out.append((k, b"", 0))
         else:
             seg_out.append((k, raw, 0))
-    for at, blob, _ in pieces:
+    for at, blob, size in pieces:
         if at == len(segs):
-            seg_out.append((len(segs) - 0.5 + 1, blob, len(blob)))  # type: ignore[arg-type]
-    if any(s.start != (segs[i - 1].end if i else 2) for i, s in enumerate(segs)):
-        raise MetadataError("corrupt JPEG: gap between header segments")
+            seg_out.append((len(segs) + 0.5, blob, size))
 
-    for m in mpf_index:
+    # an MPF index addresses its images relative to itself: shift them by what grew after it
+    for m in (k for k, kind in enumerate(kinds) if kind == "mpf"):
         delta = sum(d for idx, _, d in seg_out if idx > m)
         if delta:
-            for j, (idx, blob, d) in enumerate(seg_out):
-                if idx == m:
-                    seg = segs[m]
-                    head = data[seg.start : seg.payload_start]
-                    payload = _fix_mpf(seg.payload(data), delta)
-                    seg_out[j] = (idx, head + payload, 0)
-    out.extend(blob for _, blob, _ in seg_out)
-    pos = layout.header_end
-    out.append(data[pos:])
+            j = next(j for j, piece in enumerate(seg_out) if piece[0] == m)
+            seg = segs[m]
+            seg_out[j] = (m, data[seg.start : seg.payload_start] + _fix_mpf(seg.payload(data), delta), 0)
+    out = [data[:2], *(blob for _, blob, _ in seg_out), data[layout.header_end :]]
     return b"".join(out)

@@ -123,9 +123,7 @@ def rewrite_jpeg(data: bytes, edit: KeywordEdit) -> bytes:
     doc = xmp.parse(packet) if packet is not None else xmp.new_doc(sidecar=False)
     new_packet = None
     if _apply(doc, edit):
-        new_packet = xmp.to_bytes(
-            doc, pad_to=len(packet) if packet is not None else None, max_len=jpeg.MAX_XMP_PACKET
-        )
+        new_packet = xmp.to_bytes(doc, pad_to=len(packet) if packet is not None else None, max_len=jpeg.MAX_XMP_PACKET)
         if new_packet == packet:
             new_packet = None
     irb = jpeg.find_photoshop(data, layout)
