@@ -130,18 +130,19 @@ def decode_for_model(path: str | os.PathLike[str], min_side: int) -> Image.Image
     if min_side < 1:
         raise ValueError(f"min_side must be >= 1, got {min_side}")
     img = _decode(Path(path), min_side, preview_min_short=min_side)
-    return _shrink_to(img, min_side)
+    return _shrink(img, min_side)
 
 
 def decode_thumbnail(path: str | os.PathLike[str], max_side: int) -> Image.Image:
     """Decode a photo for a review page: RGB, oriented, long side <= ``max_side`` (as large as the source allows).
 
     Uses the same fast paths as :func:`decode_for_model`; a RAW preview is accepted once its short side reaches
-    a quarter of ``max_side`` (a review page can live with a small camera preview rather than a slow demosaic).
+    a quarter of ``max_side`` (at most 256 px: a review page can live with a small camera preview rather than
+    wait for a demosaic). JPEGs are DCT-scaled to the smallest scale whose long side still reaches ``max_side``.
     """
     if max_side < 1:
         raise ValueError(f"max_side must be >= 1, got {max_side}")
-    img = _decode(Path(path), max_side, preview_min_short=max(1, min(max_side // 4, 256)))
+    img = _decode(Path(path), 1, preview_min_short=max(1, min(max_side // 4, 256)), want_long=max_side)
     if max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.BICUBIC, reducing_gap=2.0)
     return img
@@ -150,7 +151,7 @@ def decode_thumbnail(path: str | os.PathLike[str], max_side: int) -> Image.Image
 # --------------------------------------------------------------------------------------------------- dispatch
 
 
-def _decode(path: Path, want_short: int, *, preview_min_short: int) -> Image.Image:
+def _decode(path: Path, want_short: int, *, preview_min_short: int, want_long: int = 0) -> Image.Image:
     """Dispatch on the file's magic bytes, then on its extension.
 
     JPEG, PNG, TIFF and HEIC files are read into memory in one go; RAW files are opened by path so that LibRaw
@@ -176,14 +177,14 @@ def _decode(path: Path, want_short: int, *, preview_min_short: int) -> Image.Ima
         raise UnsupportedImageError(f"cannot read file: {e.strerror or e}") from None
     if is_jpeg:
         what = "JPEG" if kind in (None, "jpeg") else f"JPEG (named {path.suffix})"
-        return _decode_jpeg(data, want_short, what=what)
+        return _decode_jpeg(data, want_short, what=what, want_long=want_long)
     if kind == "raw":
-        return _decode_raw(path, head, want_short, preview_min_short=preview_min_short)
+        return _decode_raw(path, head, want_short, preview_min_short=preview_min_short, want_long=want_long)
     if kind == "heic" or (head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"hevc")):
         _register_heif()
     if kind == "jpeg":
         raise UnsupportedImageError(_not_jpeg_message(head))
-    return _decode_pillow(data, want_short, what=(kind or "image").upper())
+    return _decode_pillow(data, want_short, what=(kind or "image").upper(), want_long=want_long)
 
 
 def _not_jpeg_message(head: bytes) -> str:
@@ -207,7 +208,7 @@ def _looks_like_text(head: bytes) -> bool:
 # ------------------------------------------------------------------------------------------------ JPEG & co
 
 
-def _decode_jpeg(data: bytes, want_short: int, *, what: str = "JPEG") -> Image.Image:
+def _decode_jpeg(data: bytes, want_short: int, *, what: str = "JPEG", want_long: int = 0) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(data), formats=("JPEG", "MPO"))
     except Image.DecompressionBombError as e:
@@ -220,8 +221,8 @@ def _decode_jpeg(data: bytes, want_short: int, *, what: str = "JPEG") -> Image.I
         _check_pixels(im, what)
         orientation = _exif_orientation(im)
         try:
-            # DCT scaling: the smallest of 1/8, 1/4, 1/2, 1/1 with both sides >= want_short.
-            im.draft("RGB", (want_short, want_short))
+            # DCT scaling: the smallest of 1/8, 1/4, 1/2, 1/1 that still has the wanted size.
+            im.draft("RGB", _draft_request(im.size, want_short, want_long))
             im.load()
         except OSError as e:
             raise UnsupportedImageError(_jpeg_load_message(what, e)) from None
@@ -238,7 +239,7 @@ def _jpeg_load_message(what: str, e: OSError) -> str:
     return f"corrupt {what}: {text}"
 
 
-def _decode_pillow(data: bytes, want_short: int, *, what: str) -> Image.Image:
+def _decode_pillow(data: bytes, want_short: int, *, what: str, want_long: int = 0) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as e:
@@ -255,7 +256,7 @@ def _decode_pillow(data: bytes, want_short: int, *, what: str) -> Image.Image:
         orientation = _exif_orientation(im)
         try:
             if im.format in ("JPEG", "MPO"):
-                im.draft("RGB", (want_short, want_short))
+                im.draft("RGB", _draft_request(im.size, want_short, want_long))
             im.load()
             out = _to_rgb(im)
         except OSError as e:
@@ -313,9 +314,19 @@ def _check_pixels(im: Image.Image, what: str) -> None:
         )
 
 
-def _shrink_to(im: Image.Image, min_short: int) -> Image.Image:
-    """Box-reduce by an integer factor while the short side stays >= ``min_short`` (no-op for small images)."""
-    factor = min(im.size) // min_short
+def _draft_request(size: tuple[int, int], want_short: int, want_long: int) -> tuple[int, int]:
+    """The (w, h) to ask ``draft`` for: both sides >= ``want_short``, or the long side >= ``want_long``."""
+    if want_long:
+        w, h = size
+        long_side = max(w, h, 1)
+        return max(1, -(-want_long * w // long_side)), max(1, -(-want_long * h // long_side))
+    return want_short, want_short
+
+
+def _shrink(im: Image.Image, want_short: int, want_long: int = 0) -> Image.Image:
+    """Box-reduce by an integer factor while the short side stays >= ``want_short`` (or the long side >=
+    ``want_long``); no-op for small images."""
+    factor = max(im.size) // want_long if want_long else min(im.size) // want_short
     if factor >= 2:
         im = im.reduce(factor)
     return im
@@ -341,7 +352,8 @@ def _register_heif() -> None:
 # ------------------------------------------------------------------------------------------------------- RAW
 
 
-def _decode_raw(path: Path, head: bytes, want_short: int, *, preview_min_short: int) -> Image.Image:
+def _decode_raw(path: Path, head: bytes, want_short: int, *, preview_min_short: int,
+                want_long: int = 0) -> Image.Image:
     """Embedded preview first; half-size demosaic only when there is no usable preview."""
     import rawpy
 
@@ -369,7 +381,7 @@ def _decode_raw(path: Path, head: bytes, want_short: int, *, preview_min_short: 
             thumb = None
             preview_problem = f"its embedded preview is unreadable ({_libraw_reason(e)})"
         if thumb is not None:
-            img, preview_problem = _preview_image(thumb, want_short, flip, preview_min_short)
+            img, preview_problem = _preview_image(thumb, want_short, flip, preview_min_short, want_long)
             if img is not None:
                 return img
         # Last resort: demosaic at half size (LibRaw applies the file's flip itself).
@@ -385,10 +397,11 @@ def _decode_raw(path: Path, head: bytes, want_short: int, *, preview_min_short: 
                 f"and {preview_problem}"
             ) from None
     img = Image.fromarray(rgb, "RGB")
-    return _shrink_to(img, want_short)
+    return _shrink(img, want_short, want_long)
 
 
-def _preview_image(thumb: Any, want_short: int, flip: int, min_short: int) -> tuple[Image.Image | None, str]:
+def _preview_image(thumb: Any, want_short: int, flip: int, min_short: int,
+                   want_long: int = 0) -> tuple[Image.Image | None, str]:
     """Decode rawpy's thumbnail if it is usable: ``(image, '')`` or ``(None, why not)``."""
     import rawpy
 
@@ -412,7 +425,7 @@ def _preview_image(thumb: Any, want_short: int, flip: int, min_short: int) -> tu
             # The preview's own orientation tag wins; most previews (NEF, CR2) have none: use the RAW's.
             orientation = _exif_orientation(im) if has_tag else raw_orientation
             try:
-                im.draft("RGB", (want_short, want_short))
+                im.draft("RGB", _draft_request(im.size, want_short, want_long))
                 im.load()
                 out = im.convert("RGB")
             except Exception as e:
@@ -427,7 +440,7 @@ def _preview_image(thumb: Any, want_short: int, flip: int, min_short: int) -> tu
             im = Image.fromarray(arr).convert("RGB")
         except Exception as e:
             return None, f"its embedded bitmap preview is unreadable ({e})"
-        return _shrink_to(_orient(im, raw_orientation), want_short), ""
+        return _shrink(_orient(im, raw_orientation), want_short, want_long), ""
     return None, "its embedded preview has an unknown format"
 
 
