@@ -239,6 +239,7 @@ def learn(name: str, groups: Sequence[PhotoGroup], *, recognizer: Any, gallery_p
     """
     name = clean_name(name)
     gallery = UserGallery.load(gallery_path)
+    gallery.bundle_threshold = float(recognizer.bundle.threshold)
     items = embed_groups(groups, recognizer, catalog=catalog, progress=progress)
     outcomes = []
     ok = [it for it in items if it.generic is not None and it.sha256 is not None]
@@ -266,8 +267,8 @@ def learn(name: str, groups: Sequence[PhotoGroup], *, recognizer: Any, gallery_p
                        list(problems))
 
 
-def forget(name: str, *, gallery_path: Path, catalog: Catalog | None = None) -> int:
-    """Forget a taught landmark; returns how many references it had. Photos already tagged with it keep their
+def forget(name: str, *, gallery_path: Path, catalog: Catalog | None = None) -> tuple[str, int]:
+    """Forget a taught landmark; returns its name and how many references it had. Photos already tagged with it keep their
     keywords until ``ltag scan --retag`` re-decides them.
 
     Raises:
@@ -282,7 +283,7 @@ def forget(name: str, *, gallery_path: Path, catalog: Catalog | None = None) -> 
     gallery.save(gallery_path)
     if catalog is not None:
         _record_run(catalog, "learn", {"forget": lm.name}, {"references": len(lm.refs)})
-    return len(lm.refs)
+    return lm.name, len(lm.refs)
 
 
 def _record_run(catalog: Catalog, kind: str, args: dict[str, Any], summary: dict[str, Any]) -> int:
@@ -314,7 +315,7 @@ def correct(photo: str | os.PathLike[str], right_name: str, *, recognizer: Any, 
     landmark if new) and stops being a reference of any other taught landmark; its catalog rows get the
     right landmark (``decided_by = 'correction'``, confidence 1); and its ltag keywords are rewritten through
     the scan writer (the wrong landmark keyword removed, the right one added; other keywords untouched),
-    recorded as a run of kind ``learn`` that ``ltag undo`` reverts.
+    recorded as a run (kind ``write``, args ``correct``) that ``ltag undo`` reverts.
 
     Raises:
         LearnError: the photo cannot be read or embedded.
@@ -331,6 +332,7 @@ def correct(photo: str | os.PathLike[str], right_name: str, *, recognizer: Any, 
     if it.generic is None or it.sha256 is None:
         raise LearnError(f"Cannot learn from {group.primary.path}: {it.error}.")
     gallery = UserGallery.load(gallery_path)
+    gallery.bundle_threshold = float(recognizer.bundle.threshold)
     removed = [n for n in gallery.remove_reference(it.sha256) if n.casefold() != right_name.casefold()]
     gallery.add(right_name, [Reference(it.sha256, group.primary.path, now_iso())], it.generic[None],
                 model_id=recognizer.bundle.model_id)
@@ -339,7 +341,8 @@ def correct(photo: str | os.PathLike[str], right_name: str, *, recognizer: Any, 
     rows = [catalog.photo_by_path(f.path) for f in group.files]
     prim_row = rows[0]
     wrong = prim_row.get("landmark") if prim_row else None
-    run_id = catalog.start_run("learn", {"correct": group.primary.path, "right": right_name, "wrong": wrong})
+    # A file-changing run: kind 'write' so that `ltag undo` (which walks scan/write/rename runs) reverts it.
+    run_id = catalog.start_run("write", {"correct": group.primary.path, "right": right_name, "wrong": wrong})
     writer = Writer(catalog, run_id, sidecar_style=sidecar_style)
     writes: list[dict[str, Any]] = []
     now = now_iso()
@@ -420,28 +423,17 @@ def list_landmarks(gallery_path: Path, model: Path | None = None) -> dict[str, A
 
 
 def _bundle_reference_counts(bundle: Any) -> dict[str, int]:
-    """Gallery images per bundle label, when the bundle exposes its gallery's label column."""
-    for attr in ("gallery_labels", "gallery_label_ids"):
-        ids = getattr(bundle, attr, None)
-        if ids is not None:
-            break
-    else:
-        gal = getattr(bundle, "gallery", None)
-        ids = getattr(gal, "label_ids", None) if gal is not None else None
-        if ids is None and gal is not None:
-            ids = getattr(gal, "labels", None)
-    if ids is None:
+    """Gallery images per bundle label."""
+    try:
+        _, idx = bundle.gallery()
+    except Exception as e:  # noqa: BLE001 - listing must work even with a damaged gallery file
+        log.debug("no bundle gallery counts: %s", e)
         return {}
-    ids = np.asarray(ids)
-    labels = [lab.id for lab in bundle.labels]
+    labels = bundle.label_ids
     out: dict[str, int] = {}
-    if ids.dtype.kind in "iu":
-        for k, n in zip(*np.unique(ids, return_counts=True), strict=True):
-            if 0 <= int(k) < len(labels):
-                out[labels[int(k)]] = int(n)
-    else:
-        for k, n in zip(*np.unique(ids.astype(str), return_counts=True), strict=True):
-            out[str(k)] = int(n)
+    for k, n in zip(*np.unique(np.asarray(idx), return_counts=True), strict=True):
+        if 0 <= int(k) < len(labels):
+            out[labels[int(k)]] = int(n)
     return out
 
 

@@ -49,6 +49,8 @@ DEFAULT_MIN_SIMILARITY = 0.70
 DEFAULT_IMPOSTOR_MARGIN = 0.0
 #: Highest threshold a landmark may get, whatever its impostors (above this almost nothing matches).
 MAX_THRESHOLD = 0.92
+#: The bundle threshold assumed until the gallery is bound to a bundle (the scoring module's default).
+DEFAULT_BUNDLE_THRESHOLD = 0.5
 #: Below a landmark's threshold, confidence falls linearly to 0 over this much similarity.
 CONFIDENCE_SPAN = 0.25
 
@@ -223,14 +225,17 @@ class UserGallery:
 
     Attributes:
         model_id: the bundle whose ``generic`` features the references are (None while empty).
+        bundle_threshold: that bundle's threshold (its confidence scale; set by :meth:`bind`, saved).
         min_similarity: the global floor of every landmark's threshold.
         distractors: (M, G) generic features of photos known to show none of the taught landmarks
             (impostors for every landmark's threshold); may be empty.
     """
 
     def __init__(self, model_id: str | None = None, *, min_similarity: float = DEFAULT_MIN_SIMILARITY,
-                 margin: float = DEFAULT_IMPOSTOR_MARGIN):
+                 margin: float = DEFAULT_IMPOSTOR_MARGIN, bundle_threshold: float = DEFAULT_BUNDLE_THRESHOLD):
         self.model_id = model_id
+        self.bundle_threshold = float(bundle_threshold)
+        self.enabled = True
         self.min_similarity = float(min_similarity)
         self.margin = float(margin)
         self.landmarks: dict[str, UserLandmark] = {}
@@ -417,6 +422,32 @@ class UserGallery:
             ref[a:a + chunk] = arg[rows, k]
         return UserScores(idx, sim, conf, ref, names)
 
+    def bind(self, bundle: Any) -> bool:
+        """Use the gallery with ``bundle``: take its threshold (confidence scale). A gallery taught with another
+        model is disabled (its features mean nothing to this one) and False is returned."""
+        self.bundle_threshold = float(bundle.threshold)
+        self.enabled = not (len(self) and self.model_id and self.model_id != bundle.model_id)
+        if not self.enabled:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "taught landmarks were learned with model %s, not %s: ignored until re-taught", self.model_id,
+                bundle.model_id)
+        return self.enabled
+
+    def decide_generic(self, generic: np.ndarray) -> list[Any]:
+        """The recognizer's hook (``recognizer.UserGalleryLike``): per row of ``generic`` (N, G), the best taught
+        landmark as a ``Decision`` with its confidence on the bundle's scale (also below the threshold: the
+        recognizer applies the threshold), or None when nothing is taught."""
+        from landmark_tagger.recognizer import Decision
+
+        n = len(generic)
+        if not self.enabled or not len(self) or n == 0 or generic.shape[1] != self.dim:
+            return [None] * n
+        sc = self.score(generic, self.bundle_threshold)
+        return [Decision(label_for(sc.names[k]), sc.names[k], float(c), "user")
+                for k, c in zip(sc.index.tolist(), sc.confidence.tolist(), strict=True)]
+
     def nearest_references(self, generic: np.ndarray, name: str, k: int = 3) -> list[tuple[Reference, float]]:
         """The ``k`` references of landmark ``name`` most similar to one query (for review)."""
         lm = self.get(name)
@@ -433,7 +464,8 @@ class UserGallery:
         vectors = (np.concatenate([lm.vectors for lm in items]).astype(np.float32) if items
                    else np.zeros((0, dim), np.float32))
         doc = {"format": FORMAT, "version": FORMAT_VERSION, "model_id": self.model_id,
-               "min_similarity": self.min_similarity, "margin": self.margin, "saved_at": _now(),
+               "min_similarity": self.min_similarity, "margin": self.margin,
+               "bundle_threshold": self.bundle_threshold, "saved_at": _now(),
                "landmarks": [lm.to_json() for lm in items]}
         buf = io.BytesIO()
         np.savez_compressed(buf, vectors=vectors,
@@ -456,7 +488,8 @@ class UserGallery:
         if int(meta.get("version", 0)) > FORMAT_VERSION:
             raise UserGalleryError(f"{source} was written by a newer ltag (version {meta.get('version')}); upgrade ltag.")
         g = cls(meta.get("model_id"), min_similarity=float(meta.get("min_similarity", DEFAULT_MIN_SIMILARITY)),
-                margin=float(meta.get("margin", DEFAULT_IMPOSTOR_MARGIN)))
+                margin=float(meta.get("margin", DEFAULT_IMPOSTOR_MARGIN)),
+                bundle_threshold=float(meta.get("bundle_threshold", DEFAULT_BUNDLE_THRESHOLD)))
         start = 0
         try:
             for d in meta.get("landmarks", []):
@@ -506,6 +539,8 @@ class UserGallery:
         """Import ``other``'s landmarks (references merged by sha256); returns (landmarks added, refs added)."""
         if not other.landmarks:
             return 0, 0
+        if not self.landmarks:
+            self.bundle_threshold = other.bundle_threshold
         n_lm = n_ref = 0
         for lm in other.landmarks.values():
             if lm.name not in self:

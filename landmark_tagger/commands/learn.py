@@ -139,8 +139,8 @@ def register(app: typer.Typer) -> None:
         from landmark_tagger.console import out
 
         with _open(db) as cat:
-            n = L.forget(name, gallery_path=_gallery_path(db), catalog=cat)
-        out.print(f"Forgot {name} ({n} reference(s)). Re-decide its photos with: ltag scan --retag PATH",
+            forgotten, n = L.forget(name, gallery_path=_gallery_path(db), catalog=cat)
+        out.print(f"Forgot {forgotten} ({n} reference(s)). Re-decide its photos with: ltag scan --retag PATH",
                   markup=False, highlight=False)
 
     landmarks = typer.Typer(help="List, export and import landmarks (the model's and the ones you taught).",

@@ -28,8 +28,20 @@ def _bundle_neighbours(model: str | None) -> tuple[Any, float | None, str | None
     except (LtagError, ImportError) as e:
         log.info("review without model neighbours: %s", e)
         return None, None, None
-    fn = getattr(rec, "neighbours", None)
-    return fn, float(bundle.threshold), bundle.model_id
+    names = [lab.name for lab in bundle.labels]
+
+    def nearest(emb: Any, _generic: Any) -> list[list[tuple[str, float]]]:
+        sims, labels = rec.neighbours(emb, k=20)
+        out = []
+        for s_row, l_row in zip(sims.tolist(), labels.tolist(), strict=True):
+            seen: dict[int, float] = {}
+            for s, lab in zip(s_row, l_row, strict=True):
+                if lab >= 0 and lab not in seen:
+                    seen[lab] = s
+            out.append([(names[lab], s) for lab, s in list(seen.items())[:3]])
+        return out
+
+    return nearest, float(bundle.threshold), bundle.model_id
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,239 @@
+"""ltag learn / forget / landmarks / --correct with the real bundle on real photos.
+
+Landmark photos are copied from ../shared/data/landmarks into tmp dirs at test time (skipped when absent);
+camera files come from tests/data/camera. ``LTAG_TEST_BUNDLE`` may point at another bundle folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import CAMERA_DIR, LANDMARKS_DIR
+from typer.testing import CliRunner
+
+from landmark_tagger import decode, fsutil, learn
+from landmark_tagger.catalog import open_catalog
+from landmark_tagger.cli import app
+from landmark_tagger.errors import BundleError
+from landmark_tagger.paths import user_gallery_path
+from landmark_tagger.user_gallery import UserGallery
+
+EXIFTOOL = shutil.which("exiftool")
+RAW = "CRW_0113.CRW"  # a real Canon RAW with an embedded JPEG preview (CC0)
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    from landmark_tagger.bundle import load_bundle
+
+    try:
+        return load_bundle(os.environ.get("LTAG_TEST_BUNDLE") or None)
+    except BundleError as e:
+        pytest.skip(f"model bundle not installed: {e}")
+
+
+@pytest.fixture(scope="module")
+def rec(bundle):
+    from landmark_tagger.recognizer import Recognizer
+
+    return Recognizer(bundle)
+
+
+def landmark_files(label: str, n: int, start: int = 0) -> list[Path]:
+    d = LANDMARKS_DIR / label
+    if not d.is_dir():
+        pytest.skip(f"landmark photos not available: {d}")
+    files = sorted(d.glob("*.jpg"))[start:start + n]
+    assert len(files) == n
+    return files
+
+
+def copy_to(folder: Path, files: list[Path], prefix: str = "") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, f in enumerate(files):
+        dest = folder / f"{prefix}{i:03d}_{f.name}"
+        shutil.copyfile(f, dest)
+        out.append(dest)
+    return out
+
+
+class DecodeCounter:
+    def __init__(self, monkeypatch):
+        self.paths: list[str] = []
+        real = decode.decode_for_model
+
+        def counting(path, min_side):
+            self.paths.append(os.fspath(path))
+            return real(path, min_side)
+
+        monkeypatch.setattr(decode, "decode_for_model", counting)
+
+
+def test_learn_from_jpegs_and_recognise_other_photos_of_them(tmp_path, rec):
+    gp = tmp_path / "catalog.gallery.npz"
+    lotus = copy_to(tmp_path / "lotus", landmark_files("lotus_temple", 5))
+    charar = copy_to(tmp_path / "charar", landmark_files("charar_e_sharif", 5))
+    groups, problems = learn.collect(lotus)
+    rep = learn.learn("Our Lotus", groups, recognizer=rec, gallery_path=gp, parent="Delhi", gps=(28.5535, 77.2588))
+    assert (rep.added, rep.references, rep.failed, problems) == (5, 5, 0, [])
+    assert (rep.lat, rep.lon, rep.parent) == (28.5535, 77.2588, "Delhi")
+    groups, _ = learn.collect([], from_folder=[tmp_path / "charar"])
+    assert learn.learn("Our Shrine", groups, recognizer=rec, gallery_path=gp).added == 5
+    g = UserGallery.load(gp)
+    assert g.names() == ["Our Lotus", "Our Shrine"] and g.model_id == rec.bundle.model_id
+    assert g.bundle_threshold == pytest.approx(rec.bundle.threshold)
+    # learning the same photos again adds nothing
+    again = learn.learn("our lotus", learn.collect(lotus)[0], recognizer=rec, gallery_path=gp)
+    assert again.added == 0 and {p.status for p in again.photos} == {"already"}
+    # other photos of each landmark: the right taught landmark is the best candidate
+    others = {"Our Lotus": landmark_files("lotus_temple", 6, start=5),
+              "Our Shrine": landmark_files("charar_e_sharif", 6, start=5)}
+    for name, files in others.items():
+        items = learn.embed_groups(learn.collect(files)[0], rec)
+        sc = g.score(np.stack([it.generic for it in items]), rec.bundle.threshold)
+        hits = [sc.name(i) for i in range(len(files))]
+        assert hits.count(name) >= 5, (name, hits)
+    # a taught photo itself is recognised through the recognizer's user-gallery hook
+    items = learn.embed_groups(learn.collect(lotus[:1])[0], rec)
+    from landmark_tagger.recognizer import Recognizer
+
+    with_user = Recognizer(rec.bundle, user_gallery=g)
+    d = with_user.decide(items[0].emb[None], items[0].generic[None])[0]
+    assert (d.label, d.name, d.source) == ("user:Our Lotus", "Our Lotus", "user")
+    assert d.confidence >= rec.bundle.threshold
+
+
+def test_learn_from_raw_and_raw_jpeg_pair(tmp_path, rec, monkeypatch):
+    gp = tmp_path / "g.npz"
+    folder = tmp_path / "card"
+    folder.mkdir()
+    shutil.copyfile(CAMERA_DIR / RAW, folder / "IMG_0113.CRW")
+    counter = DecodeCounter(monkeypatch)
+    rep = learn.learn("Lone RAW", learn.collect([folder / "IMG_0113.CRW"])[0], recognizer=rec, gallery_path=gp)
+    assert rep.added == 1 and counter.paths == [str(folder / "IMG_0113.CRW")]  # its embedded preview
+    # a RAW+JPEG pair is one photo: the JPEG is embedded, the RAW listed as its companion
+    shutil.copyfile(CAMERA_DIR / "canon_g2_IMG_0308.JPG", folder / "IMG_0308.JPG")
+    shutil.copyfile(CAMERA_DIR / RAW, folder / "IMG_0308.CRW")
+    counter.paths.clear()
+    rep = learn.learn("Pair", learn.collect([folder / "IMG_0308.JPG", folder / "IMG_0308.CRW"])[0], recognizer=rec,
+                      gallery_path=gp)
+    assert rep.added == 1 and len(rep.photos) == 1
+    assert rep.photos[0].companions == [str(folder / "IMG_0308.CRW")]
+    assert counter.paths == [str(folder / "IMG_0308.JPG")]
+    g = UserGallery.load(gp)
+    assert g.get("Pair").refs[0].sha256 == fsutil.sha256_file(folder / "IMG_0308.JPG")
+
+
+def test_bad_files_are_reported_and_never_fatal(tmp_path, rec):
+    gp = tmp_path / "g.npz"
+    folder = tmp_path / "mixed"
+    good = copy_to(folder, landmark_files("lotus_temple", 2))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 nothing else")
+    (folder / "notes.txt").write_text("not a photo")
+    groups, problems = learn.collect([], from_folder=[folder])
+    rep = learn.learn("Lotus", groups, recognizer=rec, gallery_path=gp)
+    assert rep.added == 2 and rep.failed == 1
+    bad = [p for p in rep.photos if p.status == "failed"][0]
+    assert bad.path.endswith("broken.jpg") and bad.error
+    with pytest.raises(learn.LearnError, match="none of the photos could be read"):
+        learn.learn("Nothing", learn.collect([folder / "broken.jpg"])[0], recognizer=rec, gallery_path=gp)
+    assert UserGallery.load(gp).names() == ["Lotus"] and len(good) == 2
+
+
+def test_learn_reuses_scanned_features_without_decoding(tmp_path, rec, monkeypatch):
+    from landmark_tagger.scan import scan
+
+    photos = copy_to(tmp_path / "trip", landmark_files("hawa_mahal", 3))
+    with open_catalog(tmp_path / "catalog.db") as cat:
+        scan([str(tmp_path / "trip")], catalog=cat, bundle=rec.bundle, recognizer=rec, workers=1, write=False)
+        counter = DecodeCounter(monkeypatch)
+        groups, _ = learn.collect([], from_folder=[tmp_path / "trip"], catalog=cat)
+        rep = learn.learn("Palace of Winds", groups, recognizer=rec, gallery_path=tmp_path / "catalog.gallery.npz",
+                          catalog=cat)
+        assert rep.added == 3 and all(p.reused for p in rep.photos) and counter.paths == []
+        assert cat.rows("SELECT kind FROM runs ORDER BY id DESC LIMIT 1")[0]["kind"] == "learn"
+    assert len(photos) == 3
+
+
+def test_median_gps_and_parse_gps():
+    assert learn.median_gps([(69.2, -51.1), (69.2001, -51.1002), (69.1999, -51.0999)]) == (69.2, -51.1)
+    assert learn.median_gps([(69.2, -51.1), (48.85, 2.35)]) is None  # photos of different places
+    assert learn.parse_gps("69.13,-49.93") == (69.13, -49.93)
+    for bad in ("69.1", "a,b", "91,0", "0,181", "nan,1"):
+        with pytest.raises(learn.LearnError):
+            learn.parse_gps(bad)
+
+
+def _cli(*args: str) -> str:
+    res = CliRunner().invoke(app, list(args))
+    assert res.exit_code == 0, res.output
+    return res.output
+
+
+def test_cli_learn_landmarks_forget_export_import(tmp_path, bundle):
+    model = str(bundle.path)
+    db_a, db_b = tmp_path / "a" / "catalog.db", tmp_path / "b" / "catalog.db"
+    copy_to(tmp_path / "lotus", landmark_files("lotus_temple", 3))
+    out = _cli("learn", "Our Lotus", "--from-folder", str(tmp_path / "lotus"), "--parent", "Delhi", "--gps",
+               "28.5535,77.2588", "--db", str(db_a), "--model", model)
+    assert "Learned Our Lotus (in Delhi) at 28.55350,77.25880: 3 new reference(s)" in out
+    listing = json.loads(_cli("landmarks", "--json", "--db", str(db_a), "--model", model))
+    assert [u["name"] for u in listing["user"]] == ["Our Lotus"] and listing["user"][0]["references"] == 3
+    assert len(listing["bundle"]) == len(bundle.labels)
+    assert all(b["references"] for b in listing["bundle"])  # gallery images per bundle landmark
+    exported = tmp_path / "moving" / "mine.npz"
+    _cli("landmarks", "--db", str(db_a), "export", str(exported))
+    _cli("landmarks", "--db", str(db_b), "import", str(exported))
+    ga, gb = UserGallery.load(user_gallery_path(db_a)), UserGallery.load(user_gallery_path(db_b))
+    assert gb.names() == ga.names() and gb.model_id == ga.model_id
+    assert np.array_equal(gb.get("Our Lotus").vectors, ga.get("Our Lotus").vectors)
+    assert gb.get("Our Lotus").lat == 28.5535 and gb.get("Our Lotus").parent == "Delhi"
+    assert "0 new landmark(s), 0 new reference(s)" in _cli("landmarks", "--db", str(db_b), "import", str(exported))
+    assert "Forgot Our Lotus (3 reference(s))" in _cli("forget", "our lotus", "--db", str(db_a))
+    assert len(UserGallery.load(user_gallery_path(db_a))) == 0
+    res = CliRunner().invoke(app, ["forget", "Our Lotus", "--db", str(db_a)])
+    assert res.exit_code == 1 and "No taught landmark is called" in str(res.output or res.exception)
+    res = CliRunner().invoke(app, ["landmarks", "--db", str(db_a), "import", str(tmp_path / "lotus" / "none.npz")])
+    assert res.exit_code == 1
+
+
+def _keywords(path: Path) -> list[str]:
+    out = subprocess.run([EXIFTOOL, "-j", "-XMP-dc:Subject", str(path)], capture_output=True, text=True, check=True)
+    v = json.loads(out.stdout)[0].get("Subject", [])
+    return [str(x) for x in (v if isinstance(v, list) else [v])]
+
+
+@pytest.mark.skipif(EXIFTOOL is None, reason="exiftool not installed")
+def test_correct_replaces_the_wrong_tag_in_the_file_and_is_undoable(tmp_path, bundle):
+    from landmark_tagger.recognizer import Recognizer
+    from landmark_tagger.scan import scan
+    from landmark_tagger.undo import undo
+
+    rec0 = Recognizer(bundle, threshold=0.0)  # tags every photo with its best guess: a "wrong" tag to correct
+    photo = copy_to(tmp_path / "trip", landmark_files("lotus_temple", 1))[0]
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject+=my own keyword", str(photo)], check=True)
+    db = tmp_path / "catalog.db"
+    with open_catalog(db) as cat:
+        scan([str(photo)], catalog=cat, bundle=bundle, recognizer=rec0, workers=1)
+        wrong = cat.photo_by_path(str(photo))["landmark"]
+        assert wrong and wrong in _keywords(photo)
+        before = photo.read_bytes()
+        rep = learn.correct(photo, "Lotus Temple (mine)", recognizer=Recognizer(bundle),
+                            gallery_path=user_gallery_path(db), catalog=cat)
+        kws = _keywords(photo)
+        assert "Lotus Temple (mine)" in kws and wrong not in kws and "my own keyword" in kws
+        row = cat.photo_by_path(str(photo))
+        assert (row["landmark"], row["label"], row["decided_by"]) == ("Lotus Temple (mine)", "user:Lotus Temple (mine)",
+                                                                      "correction")
+        assert rep.wrong == wrong and rep.writes[0]["status"] == "written"
+        g = UserGallery.load(user_gallery_path(db))
+        assert g.get("Lotus Temple (mine)").refs[0].sha256 == fsutil.sha256_bytes(before)
+        undo(cat, run_id=rep.run_id)
+        assert photo.read_bytes() == before  # byte-exact
