@@ -79,7 +79,7 @@ class DecodeCounter:
 def test_learn_from_jpegs_and_recognise_other_photos_of_them(tmp_path, rec):
     gp = tmp_path / "catalog.gallery.npz"
     lotus = copy_to(tmp_path / "lotus", landmark_files("lotus_temple", 5))
-    charar = copy_to(tmp_path / "charar", landmark_files("charar_e_sharif", 5))
+    copy_to(tmp_path / "charar", landmark_files("charar_e_sharif", 5))
     groups, problems = learn.collect(lotus)
     rep = learn.learn("Our Lotus", groups, recognizer=rec, gallery_path=gp, parent="Delhi", gps=(28.5535, 77.2588))
     assert (rep.added, rep.references, rep.failed, problems) == (5, 5, 0, [])
