@@ -142,12 +142,7 @@ def cut_keyword(s: str, limit: int = KEYWORD_MAX) -> bytes:
     b = s.encode("utf-8")
     if len(b) <= limit:
         return b
-    b = b[:limit]
-    while b and (b[-1] & 0xC0) == 0x80:
-        b = b[:-1]
-    if b and b[-1] >= 0xC0:  # dangling lead byte
-        b = b[:-1]
-    return b
+    return b[:limit].decode("utf-8", "ignore").encode("utf-8")  # drops a character split by the cut
 
 
 def read_keywords(irb: bytes) -> list[str]:
