@@ -63,3 +63,58 @@ def test_only_confident_neighbours_vote():
     labels = ["a", "a", "a", "a"]
     own = np.array([0.4, 0.45, 0.3, 0.2])  # nobody is confident: nothing changes
     assert np.allclose(consensus(times, labels, own, T), own)
+
+
+# --- consensus inside retag, on real scanned photos -------------------------------------------------------------
+
+
+def test_retag_with_consensus_on_and_off(tmp_path):
+    """Same catalog, same features: off keeps confidence == own confidence; on adjusts only photos with confident
+    neighbours in time, keeps the own confidence, and says 'sequence' exactly where it changed the tag."""
+    import os
+    import shutil
+
+    from conftest import LANDMARKS_DIR
+
+    from landmark_tagger.bundle import load_bundle
+    from landmark_tagger.catalog import open_catalog
+    from landmark_tagger.errors import BundleError
+    from landmark_tagger.recognizer import Recognizer
+    from landmark_tagger.retag import redecide
+    from landmark_tagger.scan import scan
+
+    try:
+        bundle = load_bundle(os.environ.get("LTAG_TEST_BUNDLE") or None)
+    except BundleError as e:
+        pytest.skip(f"model bundle not installed: {e}")
+    folder = tmp_path / "day"
+    folder.mkdir()
+    srcs = []
+    for label in ("taj_mahal", "hawa_mahal"):
+        d = LANDMARKS_DIR / label
+        if not d.is_dir():
+            pytest.skip(f"landmark photos not available: {d}")
+        srcs += sorted(d.glob("*.jpg"))[:6]
+    for i, f in enumerate(srcs):
+        shutil.copyfile(f, folder / f"IMG_{i:02d}.jpg")
+    with open_catalog(tmp_path / "catalog.db") as cat:
+        scan([str(folder)], catalog=cat, bundle=bundle, recognizer=Recognizer(bundle), workers=1, write=False)
+        # two bursts, one per landmark, minutes apart; then a photo with no capture time
+        for i in range(len(srcs)):
+            t = f"2024-05-01T{10 + i // 6}:{(i % 6) * 2:02d}:00" if i < len(srcs) - 1 else None
+            cat.conn.execute("UPDATE photos SET taken_at = ? WHERE name = ?", (t, f"IMG_{i:02d}.jpg"))
+        last = cat.photo_by_path(str(folder / f"IMG_{len(srcs) - 1:02d}.jpg"))["id"]
+        rec = Recognizer(bundle)
+        off = redecide(cat, rec, sequence=False)
+        on = redecide(cat, rec, sequence=True)
+    assert set(off) == set(on) and len(off) == len(srcs)
+    thr = bundle.threshold
+    assert all(d.confidence == d.own_confidence for d in off.values())
+    for pid, d in on.items():
+        assert d.own_confidence == pytest.approx(off[pid].confidence, abs=1e-6)  # own confidence is kept
+        flipped = (d.label is not None) != (off[pid].label is not None)
+        assert (d.source == "sequence") == flipped
+        assert (d.label is not None) == (d.confidence >= thr)
+    # the untimed photo has no neighbours: unchanged
+    assert on[last].confidence == pytest.approx(off[last].confidence, abs=1e-6)
+    assert any(abs(d.confidence - d.own_confidence) > 1e-6 for d in on.values())  # consensus did something
