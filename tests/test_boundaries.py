@@ -1,0 +1,50 @@
+"""The runtime never imports torch, timm or training (they are the [train] extra only)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[1]
+HEAVY = ("torch", "timm", "torchvision", "training")
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+
+
+def test_cli_import_and_help_leave_torch_out():
+    code = ("import sys\n"
+            "import landmark_tagger.cli as cli\n"
+            "sys.argv = ['ltag', '--help']\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            f"bad = [m for m in {HEAVY!r} if m in sys.modules]\n"
+            "print('LOADED', bad)\n")
+    res = _run(code)
+    assert "LOADED []" in res.stdout, res.stdout + res.stderr
+    assert "Usage" in res.stdout
+
+
+def test_recognition_modules_leave_torch_out():
+    code = ("import sys\n"
+            "import landmark_tagger.bundle, landmark_tagger.recognizer, landmark_tagger.scoring\n"
+            "import landmark_tagger.metrics, landmark_tagger.preprocess\n"
+            "b = landmark_tagger.bundle.load_bundle('tests/fixtures/tiny_bundle')\n"
+            "landmark_tagger.recognizer.Recognizer(b)\n"
+            f"print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])\n")
+    res = _run(code)
+    assert "LOADED []" in res.stdout, res.stdout + res.stderr
+
+
+def test_no_runtime_source_mentions_torch_imports():
+    offenders = []
+    for path in (ROOT / "landmark_tagger").rglob("*.py"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            s = line.strip()
+            if s.startswith(("import torch", "from torch", "import timm", "from timm", "import training",
+                             "from training")):
+                offenders.append(f"{path.relative_to(ROOT)}: {s}")
+    assert offenders == []

@@ -1,0 +1,184 @@
+"""Bundle loading and validation, preprocessing, and the Recognizer end to end on a real (tiny) ONNX bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from landmark_tagger.bundle import DEFAULT_BUNDLE, load_bundle
+from landmark_tagger.errors import BundleError
+from landmark_tagger.preprocess import Preprocess, min_decode_side, prepare
+from landmark_tagger.recognizer import Decision, Recognizer, UserGalleryLike
+
+TINY = Path(__file__).parent / "fixtures" / "tiny_bundle"
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(TINY, dst)
+    return dst
+
+
+def _edit_labels(folder: Path, edit) -> None:
+    data = json.loads((folder / "labels.json").read_text())
+    edit(data)
+    (folder / "labels.json").write_text(json.dumps(data))
+
+
+def test_tiny_bundle_loads():
+    b = load_bundle(TINY)
+    assert b.model_id == "tiny-colour-4-test-20261130"
+    assert [lab.id for lab in b.labels] == ["red_square", "green_park", "blue_mosque"]
+    assert b.labels[0].name == "Red Square" and b.labels[0].lat == pytest.approx(55.7539)
+    assert b.preprocess.size == 32 and b.preprocess.views == ("center", "flip")
+    assert b.threshold == 0.5
+    emb, lab = b.gallery()
+    assert emb.shape == (9, 4) and emb.dtype == np.float32 and lab.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+
+def test_default_bundle_is_shipped_and_valid():
+    root = Path(__file__).parents[1] / "models" / DEFAULT_BUNDLE
+    if not root.is_dir():
+        pytest.skip("default bundle not built in this checkout")
+    b = load_bundle()
+    assert b.path.resolve() in (root.resolve(), (Path(__import__("landmark_tagger").__file__).parent / "_models" /
+                                                 DEFAULT_BUNDLE).resolve())
+    assert len(b.labels) == 24 and all(lab.lat is not None for lab in b.labels)
+    assert 0 < b.threshold < 1
+    emb, lab = b.gallery()
+    assert emb.shape[1] == b.embedding_dim and set(lab.tolist()) == set(range(24))
+
+
+@pytest.mark.parametrize("missing", ["model.onnx", "labels.json", "gallery.npz"])
+def test_missing_file(tiny: Path, missing: str):
+    (tiny / missing).unlink()
+    with pytest.raises(BundleError, match=f"missing {missing}"):
+        load_bundle(tiny)
+
+
+def test_not_a_folder(tmp_path: Path):
+    with pytest.raises(BundleError, match="does not exist"):
+        load_bundle(tmp_path / "nope")
+
+
+def test_bad_json(tiny: Path):
+    (tiny / "labels.json").write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        load_bundle(tiny)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d.update(schema_version=99), "schema_version 99 is not supported"),
+    (lambda d: d.pop("model_id"), "missing field 'model_id'"),
+    (lambda d: d.update(labels=[]), "'labels' is empty"),
+    (lambda d: d["labels"][1].update(id="red_square"), "duplicated"),
+    (lambda d: d["labels"][0].update(lat=123.0), "lat"),
+    (lambda d: d["labels"][0].pop("lon"), "only one of lat/lon"),
+    (lambda d: d["scoring"].update(threshold=1.5), r"threshold must be a number in \[0, 1\]"),
+    (lambda d: d["scoring"].update(rule="magic"), "unknown scoring rule 'magic'"),
+    (lambda d: d["scoring"]["calibration"].update(raw=[0.9, 0.5, 1.0]), "strictly increasing"),
+    (lambda d: d["preprocess"].update(views=["sideways"]), "unknown view 'sideways'"),
+    (lambda d: d["preprocess"].update(std=[0.5, 0.0, 0.5]), "std > 0"),
+    (lambda d: d["preprocess"].update(interpolation="nearest-ish"), "interpolation"),
+])
+def test_invalid_labels_json(tiny: Path, edit, message: str):
+    _edit_labels(tiny, edit)
+    with pytest.raises(BundleError, match=message):
+        load_bundle(tiny)
+
+
+def test_dimension_mismatch_between_onnx_and_labels(tiny: Path):
+    # the gallery is checked against embedding_dim first; rebuild it so only the ONNX output disagrees
+    _edit_labels(tiny, lambda d: d.update(generic_dim=16))
+    with pytest.raises(BundleError, match=r"output 'generic' has shape .* but labels.json generic_dim is 16"):
+        load_bundle(tiny)
+
+
+def test_gallery_label_out_of_range(tiny: Path):
+    with np.load(tiny / "gallery.npz") as z:
+        emb, lab = z["embeddings"], z["labels"].copy()
+    lab[0] = 7
+    np.savez(tiny / "gallery.npz", embeddings=emb, labels=lab)
+    with pytest.raises(BundleError, match=r"label indices must be in \[0, 2\], found 0..7"):
+        load_bundle(tiny)
+
+
+def test_gallery_wrong_dim(tiny: Path):
+    np.savez(tiny / "gallery.npz", embeddings=np.ones((3, 5), np.float32) / np.sqrt(5), labels=np.zeros(3, np.int64))
+    with pytest.raises(BundleError, match=r"shape \(3, 5\), expected \(N, 4\)"):
+        load_bundle(tiny)
+
+
+def test_gallery_not_normalised(tiny: Path):
+    np.savez(tiny / "gallery.npz", embeddings=np.ones((3, 4), np.float32), labels=np.zeros(3, np.int64))
+    with pytest.raises(BundleError, match="not L2-normalised"):
+        load_bundle(tiny)
+
+
+def test_corrupt_onnx(tiny: Path):
+    (tiny / "model.onnx").write_bytes(b"\x00garbage")
+    with pytest.raises(BundleError, match="onnxruntime cannot load the model"):
+        load_bundle(tiny)
+
+
+def test_preprocess_views_and_min_side():
+    spec = Preprocess(32, (0.5,) * 3, (0.5,) * 3, views=("center", "flip", "zoom1.5"))
+    assert min_decode_side(spec) == 48
+    # a left-dark / right-bright image: the flip view mirrors it, the zoom view is the centre of the centre crop
+    a = np.zeros((40, 60, 3), np.uint8)
+    a[:, 30:] = 255
+    x = prepare(Image.fromarray(a), spec)
+    assert x.shape == (3, 3, 32, 32) and x.dtype == np.float32
+    assert x[0, 0, :, 0].mean() == pytest.approx(-1.0) and x[0, 0, :, -1].mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(x[1], x[0][:, :, ::-1])
+    assert x[2].min() == pytest.approx(-1.0) and x[2].max() == pytest.approx(1.0)
+
+
+def test_recognizer_end_to_end_on_tiny_bundle():
+    b = load_bundle(TINY)
+    r = Recognizer(b)
+    imgs = [Image.new("RGB", (50, 60), c) for c in [(220, 20, 20), (10, 180, 10), (20, 20, 250), (128, 128, 128)]]
+    emb, gen = r.embed([prepare(i, b.preprocess) for i in imgs])
+    assert emb.shape == (4, 4) and gen.shape == (4, 8)
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1, atol=1e-5)
+    decisions = r.decide(emb, gen)
+    assert [d.label for d in decisions] == ["red_square", "green_park", "blue_mosque", None]
+    assert decisions[0].name == "Red Square" and decisions[0].source == "bundle"
+    assert all(d.confidence >= b.threshold for d in decisions[:3]) and decisions[3].confidence < b.threshold
+    # a stricter threshold turns the least certain photo into unknown
+    strict = Recognizer(b, threshold=min(d.confidence for d in decisions[:3]) + 1e-6)
+    assert sum(d.label is None for d in strict.decide(emb, gen)) == 2
+
+
+class _FixedUserGallery:
+    def __init__(self, answers):
+        self.answers = answers
+
+    def decide_generic(self, generic):
+        assert generic.shape[1] == 8
+        return self.answers
+
+
+def test_user_gallery_merge_user_wins_ties():
+    b = load_bundle(TINY)
+    imgs = [Image.new("RGB", (40, 40), c) for c in [(220, 20, 20), (128, 128, 128), (10, 180, 10)]]
+    plain = Recognizer(b)
+    emb, gen = plain.embed([prepare(i, b.preprocess) for i in imgs])
+    base = plain.decide(emb, gen)
+    user = _FixedUserGallery([
+        Decision("my_red", "My Red", base[0].confidence, "user"),   # tie with the bundle: user wins
+        Decision("fjord", "Fjord", 0.9, "user"),                     # bundle says unknown: user decides
+        Decision("weak", "Weak", 0.2, "user"),                       # below threshold: bundle decision stays
+    ])
+    r = Recognizer(b, user_gallery=user)
+    assert isinstance(user, UserGalleryLike)
+    out = r.decide(emb, gen)
+    assert (out[0].label, out[0].source) == ("my_red", "user")
+    assert (out[1].label, out[1].source) == ("fjord", "user")
+    assert (out[2].label, out[2].source) == ("green_park", "bundle")
