@@ -121,6 +121,8 @@ class XmpDoc:
     keep: list[ET.Element] = field(default_factory=list)
     raw: dict[int, tuple[str, dict[str, str]]] = field(default_factory=dict)
 
+    crlf: bool = False  # every line of the original ended with CRLF
+
     @property
     def has_wrapper(self) -> bool:
         return bool(_END_RE.search(self.suffix))
@@ -158,7 +160,9 @@ def parse(packet: bytes) -> XmpDoc:
     if rdf is None:
         raise MetadataError("XMP has no rdf:RDF element")
     prefix, suffix = _split_raw(packet)
-    return XmpDoc(prefix, root, suffix, builder.decls, builder.keep, builder.raw)
+    doc = XmpDoc(prefix, root, suffix, builder.decls, builder.keep, builder.raw)
+    doc.crlf = b"\r\n" in packet and packet.count(b"\n") == packet.count(b"\r\n")
+    return doc
 
 
 def _split_raw(packet: bytes) -> tuple[bytes, bytes]:
@@ -437,7 +441,8 @@ class XmpEditor:
 
 
 def _escape_text(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # a carriage return that reached the tree came from a character reference: keep it one
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#xD;")
 
 
 def _escape_attr(s: str) -> str:
@@ -467,16 +472,22 @@ def serialize_root(doc: XmpDoc) -> str:
     existing start tag has to change.
     """
     out: list[str] = []
+    # XML parsing turns CRLF into LF; a document written with CRLF line ends gets them back
+    crlf = doc.crlf
+
+    def text(s: str | None) -> str:
+        s = _escape_text(s or "")
+        return s.replace("\n", "\r\n") if crlf else s
 
     def write(el: ET.Element, scope: dict[str, str]) -> None:
         tag = el.tag
         if tag is ET.Comment:
-            out.append(f"<!--{el.text or ''}-->")
-            out.append(_escape_text(el.tail or ""))
+            out.append(f"<!--{el.text or ''}-->".replace("\n", "\r\n") if crlf else f"<!--{el.text or ''}-->")
+            out.append(text(el.tail))
             return
         if tag is ET.ProcessingInstruction:
             out.append(f"<?{el.text or ''}?>")
-            out.append(_escape_text(el.tail or ""))
+            out.append(text(el.tail))
             return
         scope = dict(scope)
         decl_pairs: list[tuple[str, str]] = []
@@ -527,11 +538,11 @@ def serialize_root(doc: XmpDoc) -> str:
             parts.append("/>" if empty else ">")
             out.append("".join(parts))
         if not empty:
-            out.append(_escape_text(el.text or ""))
+            out.append(text(el.text))
             for c in el:
                 write(c, scope)
             out.append(f"</{name}>")
-        out.append(_escape_text(el.tail or ""))
+        out.append(text(el.tail))
 
     tail = doc.root.tail
     doc.root.tail = None

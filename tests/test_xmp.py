@@ -128,3 +128,19 @@ def test_internal_entity_without_dtd_is_refused_too():
     src = b'<!DOCTYPE x [<!ENTITY a "b">]><x:xmpmeta xmlns:x="adobe:ns:meta/"/>'
     with pytest.raises(MetadataError, match="safety"):
         xmp.parse(src)
+
+
+def test_crlf_sidecar_keeps_its_line_ends_and_multiline_values():
+    src = (SIDECARS / "windows_crlf_IMG_0013.xmp").read_bytes()
+    out = metadata.rewrite_sidecar(src, _edit(add_flat=["beach"]))
+    assert out.count(b"\n") == out.count(b"\r\n")
+    assert b"First line of the caption\r\nsecond line, written on Windows" in out
+    assert metadata.read_sidecar_keywords(out).flat == ["family", "beach"]
+
+
+def test_character_reference_carriage_return_survives():
+    src = b"""<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">
+<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:format>a&#xD;b</dc:format></rdf:Description>
+</rdf:RDF></x:xmpmeta>"""
+    out = metadata.rewrite_sidecar(src, _edit(add_flat=["x"]))
+    assert b"<dc:format>a&#xD;b</dc:format>" in out

@@ -510,6 +510,7 @@ def _sidecar_origin(name: str) -> str:
         "studio": "Acme Studio DAM",
         "exiftool": "ExifTool",
         "on1": "ON1 Photo RAW",
+        "windows": "Windows Photos",
     }.get(key, key)
 
 
