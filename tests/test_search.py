@@ -220,3 +220,38 @@ def test_cli_outputs(cat):
     assert json.loads(r.stdout)["files"] == 6
     r = _ltag(["stats"], db)
     assert r.returncode == 0 and "Eiffel Tower" in r.stdout.decode()
+
+
+def test_long_prefixes_expand_through_the_vocabulary(cat):
+    # rows written since the last search sit in the staging index; a search folds them into search_vocab
+    add(cat, "/arch/2022/a.jpg", landmark="Hallgrímskirkja", taken_at="2022-01-01T00:00:00")
+    assert cat.conn.execute("SELECT 1 FROM photos_fts_stage_v LIMIT 1").fetchone() is not None
+    assert paths(S.search(cat, "hallgrímsk")) == ["a.jpg", "P1.jpg"]
+    assert cat.conn.execute("SELECT 1 FROM photos_fts_stage_v LIMIT 1").fetchone() is None
+    assert cat.conn.execute("SELECT 1 FROM search_vocab WHERE term = 'hallgrimskirkja'").fetchone()
+    expr = S.parse_query("hallgr").fts(expander=S._Expander(cat.conn))
+    assert '"hallgrimskirkja"' in expr and "*" not in expr          # an OR of exact terms, no prefix merge
+    assert paths(S.search(cat, "saint-mal")) == ["IMG_0308.JPG"]    # prefix on the last token of a phrase
+    assert paths(S.search(cat, "-hallgr", limit=2)) == ["IMG_0308.JPG", "DSC_0002.NEF"]
+
+
+def test_prefix_with_many_terms_falls_back_to_fts(cat):
+    for i in range(80):
+        add(cat, f"/many/IMG_{i}.jpg", keywords=[f"zebra{i:03d}"], taken_at=f"2000-01-01T00:00:{i % 60:02d}")
+    expr = S.parse_query("zebra0").fts(expander=S._Expander(cat.conn))
+    assert expr.count('"zebra0"*') == 1                              # > 64 terms: the native prefix query
+    assert len(S.search(cat, "zebra0", limit=None)) == 80
+    assert len(S.search(cat, "zebra07", limit=None)) == 10
+
+
+def test_prefix_sees_new_rows_while_catalog_is_busy(cat, tmp_path):
+    add(cat, "/arch/2023/new.jpg", landmark="Kinkaku-ji", taken_at="2023-01-01T00:00:00")
+    other = open_catalog(cat.path)
+    other.conn.execute("BEGIN IMMEDIATE")          # a scan holds the write lock
+    try:
+        assert paths(S.search(cat, "kinkaku")) == ["new.jpg"]     # read from the staging index, no waiting
+        assert paths(S.search(cat, "kinka")) == ["new.jpg"]
+    finally:
+        other.conn.rollback()
+        other.close()
+    assert paths(S.search(cat, "kinkak")) == ["new.jpg"]
