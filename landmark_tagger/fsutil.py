@@ -175,7 +175,8 @@ def _fsync_dir(folder: str) -> None:
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes, *, keep_mtime: bool = False,
-                 mode_from: str | os.PathLike[str] | None = None) -> None:
+                 mode_from: str | os.PathLike[str] | None = None,
+                 tail_from: tuple[int, int] | None = None) -> None:
     """Replace (or create) ``path`` with ``data`` atomically.
 
     Args:
@@ -184,6 +185,10 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, keep_mtime: bool 
         keep_mtime: keep the target's access/modification times (when it exists).
         mode_from: the file whose permission bits (and owner, best effort) the new file gets;
             default the target itself. A new file without ``mode_from`` gets 0o666 minus the umask.
+        tail_from: ``(fd, offset)``: after ``data``, append the bytes of the open file ``fd`` from ``offset``
+            to its end, copied inside the kernel (``os.copy_file_range``). A keyword edit then writes a
+            JPEG's new header (``metadata.read_jpeg_head`` + ``metadata.rewrite_jpeg``) followed by its
+            untouched image data without passing ~10 MB through Python.
 
     Raises:
         OSError: nothing was changed (the temp file, if any, is removed).
@@ -209,6 +214,8 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, keep_mtime: bool 
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
+            if tail_from is not None:
+                _copy_tail(tail_from[0], tail_from[1], fd)
             if st is not None:
                 os.fchmod(fd, stat.S_IMODE(st.st_mode))
                 with contextlib.suppress(OSError, AttributeError):
@@ -225,6 +232,33 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, *, keep_mtime: bool 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _copy_tail(src: int, offset: int, dst: int) -> None:
+    """Append ``src[offset:]`` to ``dst`` (in-kernel copy where the platform has one)."""
+    remaining = os.fstat(src).st_size - offset
+    copy_range = getattr(os, "copy_file_range", None)
+    while remaining > 0:
+        n = 0
+        if copy_range is not None:
+            try:
+                n = copy_range(src, dst, remaining, offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                copy_range = None
+                continue
+        else:
+            chunk = os.pread(src, min(remaining, _CHUNK), offset)
+            view = memoryview(chunk)
+            while view:
+                w = os.write(dst, view)
+                view = view[w:]
+            n = len(chunk)
+        if n <= 0:
+            raise OSError(errno.EIO, "source file shrank while its tail was being copied")
+        offset += n
+        remaining -= n
 
 
 def remove_file(path: str | os.PathLike[str]) -> None:

@@ -71,6 +71,17 @@ def segment_kind(seg: Segment, data: bytes) -> str:
     return "other"
 
 
+def head_length(data: bytes) -> int | None:
+    """Length of the head ``data[:n]`` up to and including the first SOS marker, or None if ``data`` is a
+    prefix that ends before it (read more). Raises MetadataError for anything that is not a JPEG head."""
+    try:
+        return parse(data).header_end + 2
+    except MetadataError as exc:
+        if str(exc).startswith("truncated"):
+            return None
+        raise
+
+
 def parse(data: bytes) -> JpegLayout:
     """Parse the marker segments before the first SOS.
 
@@ -254,5 +265,5 @@ def splice(data: bytes, xmp_packet: bytes | None, irb: bytes | None, layout: Jpe
             j = next(j for j, piece in enumerate(seg_out) if piece[0] == m)
             seg = segs[m]
             seg_out[j] = (m, data[seg.start : seg.payload_start] + _fix_mpf(seg.payload(data), delta), 0)
-    out = [data[:2], *(blob for _, blob, _ in seg_out), data[layout.header_end :]]
+    out = [data[:2], *(blob for _, blob, _ in seg_out), memoryview(data)[layout.header_end :]]  # no copy
     return b"".join(out)

@@ -7,6 +7,7 @@ Pure functions over bytes except the ``read_*`` helpers; atomic writing and undo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 from . import iptc, jpeg, xmp
 from .errors import MetadataError
@@ -19,6 +20,7 @@ __all__ = [
     "plan",
     "read_keywords",
     "read_jpeg_keywords",
+    "read_jpeg_head",
     "read_sidecar_keywords",
     "rewrite_jpeg",
     "rewrite_sidecar",
@@ -63,6 +65,28 @@ def read_jpeg_keywords(data: bytes) -> KeywordState:
                 state.flat.append(k)
                 have.add(k)
     return state
+
+
+def read_jpeg_head(f: BinaryIO, chunk: int = 1 << 16) -> bytes:
+    """Read a JPEG's head -- every byte up to and including the first SOS marker -- from an open file.
+
+    ``rewrite_jpeg`` and ``read_jpeg_keywords`` accept this head in place of the whole file; the image data
+    after it never changes, so a writer can append it from the original (``fsutil.atomic_write(...,
+    tail_from=(fd, len(head)))``) instead of reading it into memory.
+
+    Raises:
+        MetadataError: not a JPEG, or the file ends before its image data.
+    """
+    buf = b""
+    while True:
+        block = f.read(chunk)
+        buf += block
+        n = jpeg.head_length(buf) if len(buf) >= 4 or not block else None
+        if n is not None:
+            return buf[:n]
+        if not block:
+            jpeg.parse(buf)  # raises the precise error
+            raise MetadataError("truncated JPEG: no image data (SOS) found")
 
 
 def read_sidecar_keywords(data: bytes) -> KeywordState:
@@ -110,7 +134,8 @@ def _apply(doc: xmp.XmpDoc, edit: KeywordEdit) -> bool:
 def rewrite_jpeg(data: bytes, edit: KeywordEdit) -> bytes:
     """Return the JPEG with ``edit`` applied; only the XMP and APP13 segments differ.
 
-    Returns ``data`` itself when nothing changes.
+    ``data`` is the whole file, or just its head (:func:`read_jpeg_head`): then so is the result, and the
+    caller appends the original's bytes after the head. Returns ``data`` itself when nothing changes.
 
     Raises:
         MetadataError: corrupt JPEG or unparsable XMP/IPTC (nothing may be written).

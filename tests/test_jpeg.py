@@ -121,3 +121,27 @@ def test_no_op_edit_returns_the_same_bytes():
     assert metadata.rewrite_jpeg(data, KeywordEdit()) is data
     once = metadata.rewrite_jpeg(data, KeywordEdit(add_flat=["a"]))
     assert metadata.rewrite_jpeg(once, KeywordEdit(add_flat=["a"])) == once
+
+
+@pytest.mark.parametrize("name", CAMERA_JPEGS)
+def test_head_only_rewrite_with_kernel_tail_copy_equals_whole_file_rewrite(name, tmp_path):
+    from landmark_tagger import fsutil
+
+    data = camera_file(name).read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data)
+    edit = KeywordEdit(add_flat=["Taj Mahal", "Agra"], add_hier=["Landmarks|Taj Mahal"], owned=["Taj Mahal"])
+    with open(path, "rb") as f:
+        head = metadata.read_jpeg_head(f, chunk=4096)
+        assert head == data[: jpeg.jpeg_header_end(data) + 2]
+        assert metadata.read_jpeg_keywords(head) == metadata.read_jpeg_keywords(data)
+        fsutil.atomic_write(path, metadata.rewrite_jpeg(head, edit), tail_from=(f.fileno(), len(head)))
+    assert path.read_bytes() == metadata.rewrite_jpeg(data, edit)
+
+
+def test_read_jpeg_head_refuses_files_without_image_data():
+    data = camera_file("canon_g2_IMG_0308.JPG").read_bytes()
+    with pytest.raises(MetadataError, match="truncated"):
+        metadata.read_jpeg_head(io.BytesIO(data[:5000]))
+    with pytest.raises(MetadataError, match="SOI"):
+        metadata.read_jpeg_head(io.BytesIO(b"not a jpeg at all"))
