@@ -53,7 +53,7 @@ class JpegLayout:
 
 
 def segment_kind(seg: Segment, data: bytes) -> str:
-    """Classify a segment: 'exif', 'xmp', 'xmp-ext', 'photoshop', 'mpf', 'jfif' or 'other'."""
+    """Classify a segment: 'exif', 'xmp', 'xmp-ext', 'photoshop', 'photoshop25', 'mpf', 'jfif' or 'other'."""
     head = data[seg.payload_start : seg.payload_start + 35]
     if seg.marker == 0xE1:
         if head.startswith(EXIF_SIG):
@@ -64,6 +64,8 @@ def segment_kind(seg: Segment, data: bytes) -> str:
             return "xmp-ext"
     elif seg.marker == 0xED and head.startswith(PS_SIG):
         return "photoshop"
+    elif seg.marker == 0xED and head.startswith(b"Adobe_Photoshop2.5:"):
+        return "photoshop25"
     elif seg.marker == 0xE2 and head.startswith(MPF_SIG):
         return "mpf"
     elif seg.marker == 0xE0 and head.startswith((b"JFIF\x00", b"JFXX\x00")):

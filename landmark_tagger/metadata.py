@@ -6,11 +6,12 @@ Pure functions over bytes except the ``read_*`` helpers; atomic writing and undo
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import BinaryIO
 
 from . import iptc, jpeg, xmp
-from .errors import MetadataError
+from .errors import MetadataError, MetadataWriteError
 from .keywords import KeywordEdit, KeywordPlan, KeywordState, plan
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 SIDECAR_SUFFIXES = {".xmp"}
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
 def jpeg_header_end(data: bytes) -> int:
@@ -117,6 +119,8 @@ def _apply(doc: xmp.XmpDoc, edit: KeywordEdit) -> bool:
     ed.edit_bag(xmp.NS_DC, "subject", list(edit.add_flat), list(edit.remove_flat))
     ed.edit_bag(xmp.NS_LR, "hierarchicalSubject", list(edit.add_hier), list(edit.remove_hier))
     for key, value in edit.ltag.items():
+        if not _NAME.match(key):
+            raise ValueError(f"not a valid XMP property name: ltag:{key!r}")
         if key in xmp.LTAG_BAGS:
             raise ValueError(f"ltag:{key} is set through KeywordEdit.owned/suppressed")
         ed.set_simple(xmp.NS_LTAG, key, None if value is None else str(value))
@@ -154,6 +158,12 @@ def rewrite_jpeg(data: bytes, edit: KeywordEdit) -> bytes:
     irb = jpeg.find_photoshop(data, layout)
     location = {k: v for k, v in (edit.location or {}).items() if v}
     new_irb = iptc.edit_irb(irb, list(edit.add_flat), list(edit.remove_flat), location or None)
+    if (
+        new_irb is not None
+        and irb is None
+        and any(jpeg.segment_kind(s, data) == "photoshop25" for s in layout.segments)
+    ):
+        raise MetadataWriteError("the file keeps IPTC in an old Photoshop 2.5 block; keywords not written")
     if new_packet is None and new_irb is None:
         return data
     return jpeg.splice(data, new_packet, new_irb, layout)

@@ -145,3 +145,11 @@ def test_read_jpeg_head_refuses_files_without_image_data():
         metadata.read_jpeg_head(io.BytesIO(data[:5000]))
     with pytest.raises(MetadataError, match="SOI"):
         metadata.read_jpeg_head(io.BytesIO(b"not a jpeg at all"))
+
+
+def test_old_photoshop_25_iptc_block_is_not_duplicated():
+    data = camera_file("canon_g2_IMG_0308.JPG").read_bytes()
+    payload = b"Adobe_Photoshop2.5:" + b"\x1c\x02\x00\x00\x02\x00\x04"
+    old = data[:2] + b"\xff\xed" + (len(payload) + 2).to_bytes(2, "big") + payload + data[2:]
+    with pytest.raises(MetadataWriteError, match="Photoshop 2.5"):
+        metadata.rewrite_jpeg(old, KeywordEdit(add_flat=["x"]))
