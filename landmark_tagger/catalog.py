@@ -20,8 +20,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from landmark_tagger.errors import CatalogError
 
 SCHEMA_VERSION = 1
@@ -123,7 +121,17 @@ class Catalog:
     def __init__(self, path: Path | str, conn: sqlite3.Connection):
         self.path = Path(path) if str(path) != ":memory:" else Path(":memory:")
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
+        self._db: Any = None
+
+    @property
+    def db(self) -> Any:
+        """A ``sqlite_utils.Database`` on the same connection (imported on first use: it costs ~0.25 s of start-up
+        that a rescan of unchanged files does not need)."""
+        if self._db is None:
+            import sqlite_utils
+
+            self._db = sqlite_utils.Database(self.conn)
+        return self._db
 
     # -- transactions -------------------------------------------------------------------------
     @contextmanager

@@ -64,7 +64,9 @@ for _name in COMMAND_MODULES:
 def main() -> None:
     """Console-script entry point."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns a command's typer.Exit code instead of raising it
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except LtagError as e:
         if _state["debug"]:
             raise

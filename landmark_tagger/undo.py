@@ -147,7 +147,15 @@ def undo(catalog: Catalog, *, run_id: int | None = None, all: bool = False, forc
             if fileops.dry_run:
                 report.renames.append(f"would undo rename batch {r['id']}")
                 continue
-            report.renames.append(rename_mod.undo_rename(catalog, r["id"]))
+            try:
+                res = rename_mod.undo_rename(catalog, r["id"])
+            except LtagError as e:
+                if len(chosen) == 1:
+                    raise
+                report.skipped.append((f"rename batch {r['id']}", str(e)))
+                continue
+            report.renames.append(res)
+            report.skipped.extend((str(p), str(why)) for p, why in getattr(res, "problems", []) or [])
             continue
         _undo_run(catalog, r["id"], force, fileops, report)
     if undo_run is not None:

@@ -74,10 +74,24 @@ class WalkResult:
     ignored: int = 0  # files that are not photos (sidecars, documents, ...) or skipped by a rule
     stale_temps: dict[str, list[str]] = field(default_factory=dict)  # folder -> ltag temp names left by a killed run
     roots: list[str] = field(default_factory=list)  # the walked folders, absolute
+    unchanged: int = 0  # files counted by the ``known`` fast path (no entries or groups built for them)
 
     @property
     def n_files(self) -> int:
         return sum(1 + len(g.companions) for g in self.groups)
+
+
+_KIND_CACHE: dict[str, str | None] = {}
+_MISS = object()
+
+
+def _kind_of_ext(ext: str) -> str | None:
+    """``decode.file_kind`` for an extension as written (no dot), cached: the walk calls this per file."""
+    try:
+        return _KIND_CACHE[ext]
+    except KeyError:
+        k = _KIND_CACHE[ext] = file_kind("x." + ext)
+        return k
 
 
 def _valid_text(s: str) -> bool:
@@ -98,14 +112,22 @@ def is_skipped_dir(name: str) -> bool:
 
 def group_files(folder: str, entries: list[FileEntry]) -> list[PhotoGroup]:
     """Group one folder's photo files by stem (case-insensitive); see the module docstring."""
-    by_stem: dict[str, list[FileEntry]] = {}
+    by_stem: dict[str, FileEntry | list[FileEntry]] = {}
     for e in entries:
-        by_stem.setdefault(e.stem.casefold(), []).append(e)
+        k = e.stem.casefold()
+        have = by_stem.get(k)
+        if have is None:
+            by_stem[k] = e
+        elif isinstance(have, list):
+            have.append(e)
+        else:
+            by_stem[k] = [have, e]
     groups: list[PhotoGroup] = []
+    prefix = folder + "/"
     for stem_cf, files in by_stem.items():
-        key = f"{folder}/{stem_cf}"
-        if len(files) == 1:
-            groups.append(PhotoGroup(key, files[0]))
+        key = prefix + stem_cf
+        if not isinstance(files, list):
+            groups.append(PhotoGroup(key, files, []))
             continue
         files.sort(key=lambda e: (_PRIMARY_RANK.get(e.kind, 5), e.name))
         raws = [e for e in files if e.kind == "raw"]
@@ -131,9 +153,14 @@ class _Excluder:
         return False
 
 
-def walk(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = ()) -> WalkResult:
+def walk(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = (),
+         known: dict[str, tuple[int, int]] | None = None) -> WalkResult:
     """Walk files and folders and return photo groups, problems and stale temp files. Never raises for
-    a bad path: every problem is reported in :attr:`WalkResult.problems`."""
+    a bad path: every problem is reported in :attr:`WalkResult.problems`.
+
+    ``known`` (path -> (size, mtime_ns)) is the incremental fast path: a folder whose photo files all match it
+    is only counted (:attr:`WalkResult.unchanged`), without building entries or groups for it.
+    """
     res = WalkResult()
     excluded = _Excluder(exclude)
     visited: set[tuple[int, int]] = set()
@@ -146,9 +173,13 @@ def walk(paths: Iterable[str | os.PathLike[str]], *, exclude: Iterable[str] = ()
         except OSError as e:
             res.problems.append(WalkProblem(_printable(p), f"cannot read: {e.strerror or e}"))
             continue
+        if not _valid_text(p):
+            res.problems.append(WalkProblem(_printable(p), "path is not valid Unicode (undecodable bytes); "
+                                                           "rename it to scan it"))
+            continue
         if stat.S_ISDIR(st.st_mode):
             res.roots.append(p)
-            _walk_tree(p, st, res, excluded, visited)
+            _walk_tree(p, st, res, excluded, visited, known)
         elif stat.S_ISREG(st.st_mode):
             entry = _entry_for(p, st, res)
             if entry is not None:
@@ -184,9 +215,10 @@ def _entry_for(path: str, st: os.stat_result, res: WalkResult) -> FileEntry | No
 
 
 def _walk_tree(root: str, root_st: os.stat_result, res: WalkResult, excluded: _Excluder,
-               visited: set[tuple[int, int]]) -> None:
+               visited: set[tuple[int, int]], known: dict[str, tuple[int, int]] | None = None) -> None:
     stack: list[tuple[str, os.stat_result]] = [(root, root_st)]
     rootlen = len(root.rstrip(os.sep)) + 1
+    kinds = _KIND_CACHE
     while stack:
         folder, fst = stack.pop()
         ident = (fst.st_dev, fst.st_ino)
@@ -206,6 +238,9 @@ def _walk_tree(root: str, root_st: os.stat_result, res: WalkResult, excluded: _E
         entries: list[FileEntry] = []
         subdirs: list[tuple[str, os.stat_result]] = []
         temps: list[str] = []
+        found: list[tuple[str, str, str, str, os.stat_result]] = []  # path, name, stem, ext+kind later
+        all_known = known is not None
+        known_get = known.get if known is not None else None
         with it:
             for de in it:
                 name = de.name
@@ -214,8 +249,7 @@ def _walk_tree(root: str, root_st: os.stat_result, res: WalkResult, excluded: _E
                         temps.append(name)
                     continue
                 path = de.path
-                rel = path[rootlen:]
-                if excluded.patterns and excluded(name, path, rel):
+                if excluded.patterns and excluded(name, path, path[rootlen:]):
                     res.ignored += 1
                     continue
                 try:
@@ -236,7 +270,10 @@ def _walk_tree(root: str, root_st: os.stat_result, res: WalkResult, excluded: _E
                         continue
                     subdirs.append((path, sst))
                     continue
-                kind = file_kind(name)
+                stem, dot, ext = name.rpartition(".")
+                kind = kinds.get(ext, _MISS) if dot else None
+                if kind is _MISS:
+                    kind = _kind_of_ext(ext)
                 if kind is None:
                     if de.is_symlink() and not os.path.exists(path):
                         res.problems.append(WalkProblem(_printable(path), "broken or looping symlink"))
@@ -249,10 +286,10 @@ def _walk_tree(root: str, root_st: os.stat_result, res: WalkResult, excluded: _E
                     # ELOOP for a link to itself, ENOENT for a dangling link
                     res.problems.append(WalkProblem(_printable(path), f"cannot read: {e.strerror or e}"))
                     continue
-                if not stat.S_ISREG(st.st_mode):
+                if st.st_mode & 0o170000 != 0o100000:  # not S_ISREG
                     res.problems.append(WalkProblem(_printable(path), "not a regular file"))
                     continue
-                if not _valid_text(path):
+                if not name.isascii() and not _valid_text(name):
                     res.problems.append(WalkProblem(_printable(path), "file name is not valid Unicode "
                                                                      "(undecodable bytes); rename it to scan it"))
                     continue
@@ -263,11 +300,16 @@ def _walk_tree(root: str, root_st: os.stat_result, res: WalkResult, excluded: _E
                     if reason:
                         res.problems.append(WalkProblem(path, reason))
                         continue
-                stem, dot_ext = os.path.splitext(name)
-                entries.append(FileEntry(path, folder, name, stem, dot_ext[1:], kind, st.st_size, st.st_mtime_ns, mode))
+                found.append((path, name, stem, ext, kind, st))
+                if all_known and known_get(path) != (st.st_size, st.st_mtime_ns):
+                    all_known = False
         if temps:
             res.stale_temps[folder] = temps
-        if entries:
+        if found and all_known:
+            res.unchanged += len(found)  # incremental fast path: nothing here changed since the last scan
+        elif found:
+            entries = [FileEntry(path, folder, name, stem, ext, kind, st.st_size, st.st_mtime_ns, st.st_mode)
+                       for path, name, stem, ext, kind, st in found]
             entries.sort(key=lambda e: e.name)
             res.groups.extend(group_files(folder, entries))
         subdirs.sort(key=lambda t: t[0], reverse=True)  # pop() then visits them in name order

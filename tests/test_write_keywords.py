@@ -9,8 +9,8 @@ import shutil
 import subprocess
 
 import pytest
-
 from conftest import camera_file
+
 from landmark_tagger import fsutil, metadata, undo
 from landmark_tagger.catalog import open_catalog
 from landmark_tagger.errors import UndoError

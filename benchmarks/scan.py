@@ -1,0 +1,290 @@
+"""Scan speed, in one run on the same files and cores (issue 4, "Speed"):
+
+1. decode-only ceiling: ``decode_for_model`` + resize over the archive's photos on all cores
+   (:func:`benchmarks.decode.decode_ceiling`);
+2. ``ltag scan --no-write``: the whole command (start-up, model load, walk, hashing, EXIF, decode,
+   inference, catalog) on a fresh catalog;
+3. ``ltag scan`` with keyword writing (JPEGs in place, NEFs through sidecars) on a fresh catalog, then
+   ``ltag undo`` (checked: every file's sha256 is back to the original);
+4. a naive pipeline: full decode + resize, one image at a time (:func:`benchmarks.decode.naive_decode`);
+5. a rescan of 100,000 unchanged files (a synthetic tree of small files with matching catalog rows): the
+   whole ``ltag scan`` command, start-up included; files/s and the child's peak RSS; plus, for reference, the
+   walk limit (scandir + stat + an in-memory catalog lookup in one process).
+
+Throughput is photos (recognised files) per second; a RAW+JPEG pair counts once, as the ceiling does.
+
+Usage::
+
+    python benchmarks/scan.py                         # 200 photos (40 RAW+JPEG pairs), 100k-file rescan
+    python benchmarks/scan.py -n 60 --raw-pairs 10 --rescan-files 20000 --naive-limit 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUNS = REPO_ROOT / "runs"
+
+
+def _ltag(*args: Any) -> tuple[float, str, str]:
+    """Run ``ltag`` as a user does; returns (wall seconds, stdout, stderr)."""
+    cmd = [sys.executable, "-m", "landmark_tagger", *map(str, args)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"ltag {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return wall, proc.stdout, proc.stderr
+
+
+def _ltag_rss(*args: Any) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS in KiB of the main ltag process, exit code) via os.wait4."""
+    cmd = [sys.executable, "-m", "landmark_tagger", *map(str, args)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, int(ru.ru_maxrss), proc.returncode
+
+
+def _warm(paths: list[Path]) -> None:
+    for p in paths:
+        with open(p, "rb") as f:
+            while f.read(1 << 22):
+                pass
+
+
+def _sha_all(paths: list[Path]) -> dict[str, str]:
+    from landmark_tagger.fsutil import sha256_file
+
+    return {str(p): sha256_file(p) for p in paths}
+
+
+# ------------------------------------------------------------------------------------------- archive scans
+def archive_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    from archive import DEFAULT_DEST, all_files, make_archive, photo_paths
+    from decode import decode_ceiling, naive_decode
+
+    from landmark_tagger import preprocess
+    from landmark_tagger.bundle import load_bundle
+
+    dest = Path(args.dest) if args.dest else DEFAULT_DEST
+    manifest = make_archive(dest, args.n, raw_pairs=args.raw_pairs)
+    photos = [Path(p) for p in photo_paths(manifest, dest)]
+    files = [Path(p) for p in all_files(manifest, dest)]
+    nbytes = sum(p.stat().st_size for p in files)
+    bundle = load_bundle(args.model, check_model=False)
+    min_side = preprocess.min_decode_side(bundle.preprocess)
+    workers = args.workers or os.cpu_count() or 1
+    print(f"archive: {len(photos)} photos, {len(files)} files, {nbytes / 1e9:.2f} GB in {dest}; model "
+          f"{bundle.model_id} (input {bundle.preprocess.size}, decode >= {min_side} px); {workers} worker(s) on "
+          f"{os.cpu_count()} cores", flush=True)
+    _warm(files)
+    originals = _sha_all(files)
+
+    ceiling = decode_ceiling(photos, min_side=min_side, workers=workers)
+    print(f"decode-only ceiling : {ceiling['files_per_s']:7.2f} photos/s ({ceiling['seconds']:.1f} s)", flush=True)
+
+    tmp = Path(tempfile.mkdtemp(prefix="ltag-bench-"))
+    try:
+        model_args = ["--model", args.model] if args.model else []
+        wall_nw, _, err = _ltag("scan", dest, "--db", tmp / "nowrite.db", "--no-write", "--workers", workers,
+                                   *model_args)
+        nw = len(photos) / wall_nw
+        print(f"ltag scan --no-write: {nw:7.2f} photos/s ({wall_nw:.1f} s, whole command)", flush=True)
+        assert _sha_all(files) == originals, "--no-write changed a file"
+
+        wall_w, _, err = _ltag("scan", dest, "--db", tmp / "write.db", "--workers", workers, *model_args)
+        wr = len(photos) / wall_w
+        con = sqlite3.connect(tmp / "write.db")
+        written = con.execute("SELECT COUNT(*) FROM changes WHERE state = 'applied'").fetchone()[0]
+        tagged = con.execute("SELECT COUNT(*) FROM photos WHERE status = 'tagged' AND role = 'primary'").fetchone()[0]
+        con.close()
+        print(f"ltag scan (writing) : {wr:7.2f} photos/s ({wall_w:.1f} s; {written} files/sidecars written, "
+              f"{tagged}/{len(photos)} photos tagged)", flush=True)
+        wall_u, _, _ = _ltag("undo", "--db", tmp / "write.db")
+        restored = _sha_all(files)
+        leftovers = [p for p in dest.rglob("*.xmp")]
+        assert restored == originals and not leftovers, "undo did not restore the archive byte for byte"
+        print(f"ltag undo           : {wall_u:.1f} s, every file's sha256 back to the original", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    naive_paths = photos[: args.naive_limit] if args.naive_limit else photos
+    naive = naive_decode(naive_paths, size=bundle.preprocess.size)
+    print(f"naive pipeline      : {naive['files_per_s']:7.2f} photos/s ({len(naive_paths)} photos, one at a time)",
+          flush=True)
+    out.update(photos=len(photos), files=len(files), gigabytes=round(nbytes / 1e9, 2), workers=workers,
+               cores=os.cpu_count(), model_id=bundle.model_id,
+               ceiling_photos_per_s=round(ceiling["files_per_s"], 2),
+               scan_no_write_photos_per_s=round(nw, 2), scan_write_photos_per_s=round(wr, 2),
+               naive_photos_per_s=round(naive["files_per_s"], 2),
+               no_write_vs_ceiling=round(nw / ceiling["files_per_s"], 3),
+               no_write_vs_naive=round(nw / naive["files_per_s"], 2),
+               write_vs_ceiling=round(wr / ceiling["files_per_s"], 3))
+    print(f"ratios: no-write / ceiling = {out['no_write_vs_ceiling']:.2f} (target >= 0.8), "
+          f"no-write / naive = {out['no_write_vs_naive']:.1f}x (target >= 5), "
+          f"writing / ceiling = {out['write_vs_ceiling']:.2f} (target >= 0.6)", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------- rescan
+def _make_tree(root: Path, n: int) -> list[tuple[str, int, int, str]]:
+    """n small files in folders of 1,000 (every 5th photo a RAW+JPEG pair); returns (path, size, mtime, kind)."""
+    stamp = root / ".tree-done"
+    if not (stamp.exists() and stamp.read_text() == str(n)):
+        if root.exists():
+            shutil.rmtree(root)
+        made = 0
+        folder = 0
+        while made < n:
+            d = root / f"{2000 + folder // 12}" / f"{2000 + folder // 12}-{folder % 12 + 1:02d}"
+            d.mkdir(parents=True, exist_ok=True)
+            i = 0
+            while i < 1000 and made < n:
+                stem = f"DSC_{folder * 1000 + i:06d}"
+                (d / f"{stem}.JPG").write_bytes(b"\xff\xd8" + bytes(62))
+                made += 1
+                i += 1
+                if i % 5 == 0 and made < n and i < 1000:
+                    (d / f"{stem}.NEF").write_bytes(b"II*\x00" + bytes(60))
+                    made += 1
+                    i += 1
+            folder += 1
+        stamp.write_text(str(n))
+    out = []
+    for dirpath, _dirs, names in os.walk(root):
+        for name in names:
+            if name.startswith("."):
+                continue
+            p = os.path.join(dirpath, name)
+            st = os.stat(p)
+            out.append((p, st.st_size, st.st_mtime_ns, "raw" if name.endswith(".NEF") else "jpeg"))
+    return out
+
+
+def _make_catalog(db: Path, files: list[tuple[str, int, int, str]], model_id: str) -> None:
+    from landmark_tagger.catalog import open_catalog
+
+    if db.exists():
+        db.unlink()
+    cat = open_catalog(db)
+    try:
+        from landmark_tagger.search import drop_search_triggers, rebuild_search_index
+    except ImportError:
+        drop_search_triggers = rebuild_search_index = None
+    if drop_search_triggers:
+        drop_search_triggers(cat.conn)
+    rows = []
+    for path, size, mtime, kind in files:
+        folder, name = os.path.split(path)
+        stem, ext = os.path.splitext(name)
+        rows.append((path, folder, name, stem, ext[1:], f"{folder}/{stem.casefold()}",
+                     "companion" if kind == "raw" else "primary", kind, size, mtime, model_id, "tagged",
+                     "Taj Mahal", 0.93, '["Taj Mahal", "Landmarks|Taj Mahal"]', "written"))
+    with cat.transaction() as conn:
+        conn.executemany("INSERT INTO photos(path, folder, name, stem, ext, group_key, role, kind, size, mtime_ns, "
+                         "model_id, status, landmark, confidence, ltag_keywords, write_status) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    if rebuild_search_index:
+        rebuild_search_index(cat.conn)
+    cat.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    cat.close()
+
+
+def _walk_limit(root: Path, index: dict[str, tuple[int, int]]) -> float:
+    t0 = time.perf_counter()
+    stack = [str(root)]
+    hit = 0
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for de in it:
+                if de.is_dir():
+                    stack.append(de.path)
+                    continue
+                st = de.stat()
+                r = index.get(de.path)
+                if r is not None and r[0] == st.st_size and r[1] == st.st_mtime_ns:
+                    hit += 1
+    return time.perf_counter() - t0
+
+
+def rescan_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    from landmark_tagger.bundle import load_bundle
+
+    n = args.rescan_files
+    base = RUNS / "bench-rescan"
+    base.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    files = _make_tree(base / "tree", n)
+    model_id = load_bundle(args.model, check_model=False).model_id
+    db = base / "catalog.db"
+    _make_catalog(db, files, model_id)
+    print(f"rescan tree: {len(files):,} files, catalog with {len(files):,} rows (set up in "
+          f"{time.perf_counter() - t0:.0f} s)", flush=True)
+    index = {p: (s, m) for p, s, m, _ in files}
+    walk_s = min(_walk_limit(base / "tree", index) for _ in range(3))
+    del index
+    model_args = ["--model", args.model] if args.model else []
+    runs = []
+    for _ in range(args.rescan_repeats):
+        wall, rss, rc = _ltag_rss("scan", base / "tree", "--db", db, *model_args)
+        if rc != 0:
+            raise SystemExit(f"ltag scan (rescan) exited with {rc}")
+        runs.append((wall, rss))
+    con = sqlite3.connect(db)
+    last = json.loads(con.execute("SELECT summary FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0])
+    con.close()
+    assert last["unchanged"] == len(files) and last["tagged"] == 0, last
+    best = min(w for w, _ in runs)
+    rss = max(r for _, r in runs)
+    print(f"walk limit (scandir + stat + dict lookup, in process): {walk_s:.2f} s = {len(files) / walk_s:,.0f} files/s",
+          flush=True)
+    print(f"ltag scan, {len(files):,} unchanged files (whole command, start-up included): best {best:.2f} s = "
+          f"{len(files) / best:,.0f} files/s; runs {', '.join(f'{w:.2f}' for w, _ in runs)} s; peak RSS "
+          f"{rss / 1024:.0f} MiB (targets: >= 50,000 files/s, 100k in < 2 s, RSS < 1 GiB)", flush=True)
+    out.update(rescan_files=len(files), rescan_best_s=round(best, 3), rescan_files_per_s=round(len(files) / best),
+               rescan_runs_s=[round(w, 3) for w, _ in runs], rescan_peak_rss_mib=round(rss / 1024),
+               walk_limit_s=round(walk_s, 3), walk_limit_files_per_s=round(len(files) / walk_s))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=200, help="photos in the archive (default 200)")
+    ap.add_argument("--raw-pairs", type=int, default=40, help="photos that also have a NEF (default 40)")
+    ap.add_argument("--dest", help="archive folder (default runs/bench-archive)")
+    ap.add_argument("--model", help="model bundle folder (default: the shipped one)")
+    ap.add_argument("--workers", type=int, help="decoding processes (default: all cores)")
+    ap.add_argument("--naive-limit", type=int, default=40, help="photos for the naive pipeline (0 = all)")
+    ap.add_argument("--rescan-files", type=int, default=100_000, help="files in the rescan tree (default 100,000)")
+    ap.add_argument("--rescan-repeats", type=int, default=3)
+    ap.add_argument("--skip-archive", action="store_true", help="only the rescan figures")
+    ap.add_argument("--skip-rescan", action="store_true", help="only the archive figures")
+    ap.add_argument("--json", help="also write the figures to this JSON file")
+    args = ap.parse_args(argv)
+    out: dict[str, Any] = {}
+    if not args.skip_archive:
+        archive_figures(args, out)
+    if not args.skip_rescan:
+        rescan_figures(args, out)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""A scan killed with SIGKILL at random moments (not only between files: mid-decode, mid-write, mid-commit)
+resumes: after the final scan every JPEG is a valid JPEG with its original image data, keywords are there
+exactly once, no temp file is left, and the catalog is consistent with the files."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import camera_file
+from PIL import Image
+
+from landmark_tagger import fsutil, metadata
+
+pytestmark = pytest.mark.slow
+
+SOURCES = ["nikon_d90_DSC_0003.JPG", "nikon_d90_DSC_0011.JPG", "canon_5d3__K6A7945.JPG", "canon_g2_IMG_0308.JPG",
+           "nikon_e995_DSCN1325.JPG", "nikon_d3100_DSC_0008.JPG", "canon_5d3__K6A7946.JPG"]
+ROUNDS = 6
+MODEL = os.environ.get("LTAG_TEST_MODEL")  # default: the shipped bundle
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_bundle():
+    from landmark_tagger.bundle import load_bundle
+    from landmark_tagger.errors import BundleError
+
+    try:
+        load_bundle(MODEL, check_model=False)
+    except BundleError as e:
+        pytest.skip(f"default model bundle not installed: {e}")
+
+
+def _cmd(photos: Path, db: Path) -> list[str]:
+    return [sys.executable, "-m", "landmark_tagger", "scan", str(photos), "--db", str(db), "--threshold", "0",
+            "--workers", "2", "--json", *(["--model", MODEL] if MODEL else [])]
+
+
+def _image_data(data: bytes) -> bytes:
+    return data[metadata.jpeg_header_end(data):]
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path):
+    rng = random.Random(int(os.environ.get("LTAG_KILL_SEED", "4")))
+    photos = tmp_path / "photos"
+    originals: dict[str, bytes] = {}
+    for i in range(28):
+        src = camera_file(SOURCES[i % len(SOURCES)])
+        d = photos / f"roll{i // 10}"
+        d.mkdir(parents=True, exist_ok=True)
+        name = f"DSC_{i:04d}.JPG"
+        shutil.copy(src, d / name)
+        originals[str(d / name)] = _image_data(src.read_bytes())
+    shutil.copy(camera_file("sony_a330_truncated_100k.arw"), photos / "roll0" / "DSC_0000.ARW")
+    raw_sha = fsutil.sha256_file(photos / "roll0" / "DSC_0000.ARW")
+    db = tmp_path / "catalog.db"
+
+    # how long an uninterrupted scan of a copy takes: kills are spread over that time
+    calib = tmp_path / "calib"
+    shutil.copytree(photos, calib)
+    t0 = time.monotonic()
+    subprocess.run(_cmd(calib, tmp_path / "calib.db"), check=True, capture_output=True, timeout=600)
+    full = time.monotonic() - t0
+
+    killed_mid_run = 0
+    for _ in range(ROUNDS):
+        delay = rng.uniform(0.2, full)
+        proc = subprocess.Popen(_cmd(photos, db), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the scan and its decoding workers
+            killed_mid_run += 1
+        proc.wait(timeout=60)
+        proc.stdout.close()
+        # whatever moment it was: every photo is a whole JPEG with untouched image data
+        for path, data in originals.items():
+            cur = Path(path).read_bytes()
+            assert _image_data(cur) == data, path
+    assert killed_mid_run >= ROUNDS // 2, "the kills should land while the scan runs"
+
+    final = subprocess.run(_cmd(photos, db), check=True, capture_output=True, text=True, timeout=600)
+    lines = [json.loads(x) for x in final.stdout.splitlines()]
+    assert {d["status"] for d in lines} <= {"tagged", "unchanged"}, [d for d in lines if d["error"]]
+
+    leftovers = [p for p in photos.rglob("*") if fsutil.is_ltag_temp(p.name)]
+    assert leftovers == []
+    assert fsutil.sha256_file(photos / "roll0" / "DSC_0000.ARW") == raw_sha
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    rows = {r[0]: r[1:] for r in conn.execute(
+        "SELECT path, status, write_status, sha256, size, mtime_ns, landmark FROM photos")}
+    for path, data in originals.items():
+        cur = Path(path).read_bytes()
+        with Image.open(path) as im:
+            im.load()  # decodes completely
+        assert _image_data(cur) == data
+        status, write_status, sha, size, mtime_ns, landmark = rows[path]
+        assert status == "tagged" and write_status == "written" and landmark, (path, rows[path])
+        assert sha == fsutil.sha256_bytes(cur) and size == len(cur) and mtime_ns == os.stat(path).st_mtime_ns
+        st = metadata.read_jpeg_keywords(cur)
+        assert st.flat.count(landmark) == 1 and st.hierarchical.count(f"Landmarks|{landmark}") == 1, st
+    sidecar = photos / "roll0" / "DSC_0000.xmp"
+    assert rows[str(photos / "roll0" / "DSC_0000.ARW")][1] == "written" and sidecar.exists()
+    assert metadata.read_sidecar_keywords(sidecar.read_bytes()).flat.count(
+        rows[str(photos / "roll0" / "DSC_0000.JPG")][5]) == 1
+    # no change left pending; every applied change matches its file's history
+    states = {s for (s,) in conn.execute("SELECT state FROM changes")}
+    assert states <= {"applied", "abandoned"}
+    conn.close()

@@ -1,0 +1,101 @@
+"""`ltag scan` / `ltag write` / `ltag undo` as a user runs them: JSON Lines, exit codes, --dry-run touches
+nothing (every file and the catalog hashed before and after)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import camera_file
+
+from landmark_tagger import fsutil
+
+MODEL = os.environ.get("LTAG_TEST_MODEL")  # default: the shipped bundle
+JPG = "nikon_d90_DSC_0003.JPG"
+RAW = "sony_a330_truncated_100k.arw"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_bundle():
+    from landmark_tagger.bundle import load_bundle
+    from landmark_tagger.errors import BundleError
+
+    try:
+        load_bundle(MODEL, check_model=False)
+    except BundleError as e:
+        pytest.skip(f"default model bundle not installed: {e}")
+
+
+def ltag(*args, check=True):
+    env = {**os.environ, "COLUMNS": "200"}
+    env.pop("LTAG_DB", None)
+    args = [*args, *(["--model", MODEL] if MODEL and args[0] == "scan" else [])]
+    p = subprocess.run([sys.executable, "-m", "landmark_tagger", *map(str, args)], capture_output=True, text=True,
+                       env=env, timeout=300)
+    if check and p.returncode != 0:
+        raise AssertionError(f"ltag {' '.join(map(str, args))} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+def tree_hashes(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): fsutil.sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _archive(root: Path) -> Path:
+    photos = root / "photos"
+    (photos / "sub").mkdir(parents=True)
+    shutil.copy(camera_file(JPG), photos / "DSC_0003.JPG")
+    shutil.copy(camera_file(RAW), photos / "DSC_0003.ARW")
+    shutil.copy(camera_file("canon_g2_IMG_0308.JPG"), photos / "sub" / "IMG_0308.JPG")
+    (photos / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff")
+    return photos
+
+
+def test_scan_json_lines_then_rescan_then_undo(tmp_path):
+    photos = _archive(tmp_path)
+    db = tmp_path / "cat.db"
+    before = tree_hashes(photos)
+    p = ltag("scan", photos, "--db", db, "--json", "--threshold", "0", "--workers", "2")
+    lines = [json.loads(line) for line in p.stdout.splitlines()]
+    assert {tuple(sorted(d)) for d in lines} == {tuple(sorted(["path", "group", "landmark", "confidence", "places",
+                                                              "keywords", "status", "error", "write", "target"]))}
+    by = {Path(d["path"]).name: d for d in lines}
+    assert set(by) == {"DSC_0003.JPG", "DSC_0003.ARW", "IMG_0308.JPG", "broken.jpg"}
+    assert by["DSC_0003.JPG"]["status"] == "tagged" and by["DSC_0003.JPG"]["landmark"]
+    assert by["DSC_0003.ARW"]["group"] == by["DSC_0003.JPG"]["group"]
+    assert by["broken.jpg"]["status"] == "failed" and by["broken.jpg"]["error"]
+    assert by["DSC_0003.JPG"]["keywords"] == [by["DSC_0003.JPG"]["landmark"], f"Landmarks|{by['DSC_0003.JPG']['landmark']}"]
+    assert "tagged" in p.stderr and "failed" in p.stderr  # the summary table goes to stderr
+    p2 = ltag("scan", photos, "--db", db, "--json")
+    assert {json.loads(line)["status"] for line in p2.stdout.splitlines()} == {"unchanged", "failed"}
+    u = ltag("undo", "--db", db)
+    assert "restored 2" in u.stderr and "deleted 1" in u.stderr
+    assert tree_hashes(photos) == before
+    assert ltag("undo", "--db", db, check=False).returncode == 1  # nothing left to undo
+
+
+def test_dry_run_touches_nothing(tmp_path):
+    photos = _archive(tmp_path)
+    db = tmp_path / "cat.db"
+    before = tree_hashes(tmp_path)
+    p = ltag("scan", photos, "--db", db, "--dry-run", "--threshold", "0")
+    assert "would write" in p.stdout
+    assert tree_hashes(tmp_path) == before and not db.exists()  # not even a catalog file appears
+    ltag("scan", photos / "sub", "--db", db, "--threshold", "0")  # a real catalog now exists
+    before = tree_hashes(tmp_path)
+    p = ltag("scan", photos, "--db", db, "--dry-run", "--threshold", "0", "--json")
+    statuses = {Path(json.loads(x)["path"]).name: json.loads(x)["write"] for x in p.stdout.splitlines()}
+    assert statuses["DSC_0003.JPG"] == "dry-run"
+    assert tree_hashes(tmp_path) == before  # files, catalog and its folder unchanged
+
+
+def test_nothing_readable_exit_code(tmp_path):
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "a.jpg").write_bytes(b"")
+    p = ltag("scan", tmp_path / "x", "--db", tmp_path / "c.db", check=False)
+    assert p.returncode == 1 and "empty file" in p.stderr
