@@ -120,6 +120,16 @@ def test_sidecars_keep_every_other_tag(corpus):
         assert set(keywords(r.before)["XMP-dc:Subject"]) <= set(kw["XMP-dc:Subject"])
 
 
+def test_raw_files_are_never_written_and_their_sidecars_are_merged(corpus):
+    assert len(corpus.raws) >= 3
+    raw_hashes = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in corpus.raws}
+    sidecars = [p for p in corpus.raws[0].parent.glob("*.xmp")]
+    assert {p.name for p in sidecars} >= {"DSC_0002.NEF.xmp", "CRW_0113.xmp"}  # both naming styles
+    reports = check_fidelity(sidecars, _apply_twice(sidecar=True))
+    _assert_reports(reports)
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in corpus.raws} == raw_hashes
+
+
 def test_long_and_non_ascii_keywords_read_back(corpus, tmp_path):
     path = tmp_path / "one.jpg"
     path.write_bytes(next(f for f in corpus.jpegs if f.profile == "legacy_latin1_iptc").path.read_bytes())

@@ -71,6 +71,7 @@ class Corpus:
     jpegs: list[CorpusFile]
     sidecars: list[CorpusFile]
     malformed: list[Path]
+    raws: list[Path] = field(default_factory=list)  # RAW files in raw/, some with another tool's sidecar beside
 
     @property
     def origins(self) -> set[str]:
@@ -492,7 +493,31 @@ def build_corpus(dest: Path, exiftool: str = "exiftool") -> Corpus:
     trunc = dest / "malformed" / "truncated_header.jpg"
     trunc.write_bytes(base[:3000])
     malformed.append(trunc)
-    return Corpus(jpegs, sidecars, malformed)
+    return Corpus(jpegs, sidecars, malformed, _raws(dest / "raw"))
+
+
+# RAW files committed in tests/data/camera -> name in the corpus, and the sidecar (another tool's) beside it
+RAWS = {
+    "nikon_d1_truncated_75k.nef": ("DSC_0002.NEF", "darktable_DSC_0002.NEF.xmp", "DSC_0002.NEF.xmp"),
+    "CRW_0113.CRW": ("CRW_0113.CRW", "lightroom_DSC_0001.xmp", "CRW_0113.xmp"),
+    "sony_a330_truncated_100k.arw": ("DSC_0011.ARW", "on1_DSC_0011.ARW.xmp", "DSC_0011.ARW.xmp"),
+    "P003913.KDC": ("P003913.KDC", None, None),
+}
+
+
+def _raws(dest: Path) -> list[Path]:
+    """RAW files (never written by ltag) with other tools' sidecars in both naming styles beside them."""
+    dest.mkdir(exist_ok=True)
+    out = []
+    for src_name, (name, sidecar, sidecar_name) in RAWS.items():
+        src = next((d / src_name for d in CAMERA_DIRS[:1] if (d / src_name).is_file()), None)
+        if src is None:
+            continue
+        shutil.copyfile(src, dest / name)
+        out.append(dest / name)
+        if sidecar:
+            shutil.copyfile(SIDECARS / sidecar, dest / sidecar_name)
+    return out
 
 
 def _sidecar_origin(name: str) -> str:

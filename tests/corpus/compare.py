@@ -9,6 +9,13 @@ place however it likes (ltag's API, ``ltag scan``...) -- reads them again and re
   Offset/Start: the data they point to is compared through the binary tags);
 - new ``exiftool -validate -warning`` warnings;
 - whether a JPEG's image data (from the first SOS on) is byte-identical.
+
+Reuse with any writer, e.g. the CLI (keywords depend on the model, so check them separately)::
+
+    corpus = build_corpus(tmp_path / "corpus")           # jpegs, sidecars, raws (+ sidecars), malformed
+    paths = [f.path for f in corpus.jpegs]
+    reports = check_fidelity(paths, lambda ps: subprocess.run(["ltag", "scan", str(tmp_path / "corpus"), ...]))
+    assert all(r.ok for r in reports), [(r.path.name, r.changed, r.new_warnings) for r in reports if not r.ok]
 """
 
 from __future__ import annotations
