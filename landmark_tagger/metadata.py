@@ -104,14 +104,15 @@ def read_keywords(path: str | Path) -> KeywordState:
     """
     p = Path(path)
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as f:
+            if p.suffix.lower() in SIDECAR_SUFFIXES:
+                return read_sidecar_keywords(f.read())
+            if f.read(2) != b"\xff\xd8":
+                raise MetadataError(f"{p.name}: keywords can only be read from JPEG files and XMP sidecars")
+            f.seek(0)
+            return read_jpeg_keywords(read_jpeg_head(f))  # the image data is never needed
     except OSError as exc:
         raise MetadataError(f"cannot read {p}: {exc.strerror or exc}") from None
-    if p.suffix.lower() in SIDECAR_SUFFIXES:
-        return read_sidecar_keywords(data)
-    if data[:2] != b"\xff\xd8":
-        raise MetadataError(f"{p.name}: keywords can only be read from JPEG files and XMP sidecars")
-    return read_jpeg_keywords(data)
 
 
 def _apply(doc: xmp.XmpDoc, edit: KeywordEdit) -> bool:

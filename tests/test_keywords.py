@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import camera_file
 
 from landmark_tagger import metadata
+from landmark_tagger.errors import MetadataError
 from landmark_tagger.keywords import KeywordState, plan
 
 TAJ = (["Taj Mahal", "Agra", "India"], ["Landmarks|Taj Mahal", "Places|India|Uttar Pradesh|Agra"])
@@ -77,3 +79,16 @@ def test_unknown_decision_removes_only_ltag_keywords():
     p = plan(st, [], [])
     assert p.edit.remove_flat == ["Taj Mahal"] and p.edit.remove_hier == ["Landmarks|Taj Mahal"]
     assert p.owned == [] and p.changed
+
+
+def test_read_keywords_from_paths(tmp_path):
+    data = camera_file("canon_g2_IMG_0308.JPG").read_bytes()
+    jpg = tmp_path / "a.jpg"
+    jpg.write_bytes(metadata.rewrite_jpeg(data, metadata.KeywordEdit(add_flat=["Agra"], ltag={"Landmark": "x"})))
+    assert metadata.read_keywords(jpg).flat == ["Agra"] and metadata.read_keywords(jpg).ltag == {"Landmark": "x"}
+    side = tmp_path / "a.NEF.xmp"
+    side.write_bytes(metadata.rewrite_sidecar(None, metadata.KeywordEdit(add_hier=["Landmarks|Agra Fort"])))
+    assert metadata.read_keywords(side).hierarchical == ["Landmarks|Agra Fort"]
+    for bad in (tmp_path / "missing.jpg", camera_file("CRW_0113.CRW")):
+        with pytest.raises(MetadataError):
+            metadata.read_keywords(bad)
