@@ -227,6 +227,45 @@ def parse_gps(text: str) -> tuple[float, float]:
     return a, b
 
 
+# ---------------------------------------------------------------------------------------------- impostors
+#: Most distractor photos taken from the catalog.
+MAX_CATALOG_DISTRACTORS = 3000
+#: A catalog photo counts as a distractor when the bundle tagged it this far above its threshold.
+DISTRACTOR_MARGIN = 0.1
+
+
+def distractors_for(bundle: Any, catalog: Catalog | None = None) -> np.ndarray | None:
+    """Generic features of photos known to show the bundle's landmarks (impostors for taught landmarks).
+
+    Sources, in order: the bundle's gallery (optional ``generic`` array in ``gallery.npz``: generic features of
+    its reference photos), else the catalog's photos that the bundle tagged with confidence at least
+    :data:`DISTRACTOR_MARGIN` above its threshold (up to :data:`MAX_CATALOG_DISTRACTORS`, spread evenly), else None.
+    """
+    gal = Path(bundle.path) / "gallery.npz"
+    try:
+        with np.load(gal, allow_pickle=False) as z:
+            if "generic" in z.files:
+                g = np.asarray(z["generic"], np.float32)
+                if g.ndim == 2 and g.shape[1] == bundle.generic_dim and len(g):
+                    return g
+    except (OSError, ValueError) as e:
+        log.debug("no generic features in %s: %s", gal, e)
+    if catalog is None:
+        return None
+    rows = catalog.conn.execute(
+        "SELECT e.generic FROM photos p JOIN embeddings e ON e.photo_id = p.id WHERE e.model_id = ? AND "
+        "p.role = 'primary' AND p.label IS NOT NULL AND p.label NOT LIKE 'user:%' AND p.confidence >= ? AND "
+        "e.generic IS NOT NULL ORDER BY p.id", (bundle.model_id, float(bundle.threshold) + DISTRACTOR_MARGIN)
+    ).fetchall()
+    if not rows:
+        return None
+    step = max(1, len(rows) // MAX_CATALOG_DISTRACTORS)
+    blobs = [r[0] for r in rows[::step]][:MAX_CATALOG_DISTRACTORS]
+    if any(len(b) != bundle.generic_dim * 4 for b in blobs):
+        return None
+    return np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), bundle.generic_dim)
+
+
 # ---------------------------------------------------------------------------------------------- learning
 def learn(name: str, groups: Sequence[PhotoGroup], *, recognizer: Any, gallery_path: Path,
           catalog: Catalog | None = None, parent: str | None = None, gps: tuple[float, float] | None = None,
@@ -241,6 +280,7 @@ def learn(name: str, groups: Sequence[PhotoGroup], *, recognizer: Any, gallery_p
     gallery = UserGallery.load(gallery_path)
     gallery.bundle_threshold = float(recognizer.bundle.threshold)
     items = embed_groups(groups, recognizer, catalog=catalog, progress=progress)
+    gallery.distractors = _distractors(recognizer.bundle, catalog)
     outcomes = []
     ok = [it for it in items if it.generic is not None and it.sha256 is not None]
     for it in items:
@@ -284,6 +324,13 @@ def forget(name: str, *, gallery_path: Path, catalog: Catalog | None = None) -> 
     if catalog is not None:
         _record_run(catalog, "learn", {"forget": lm.name}, {"references": len(lm.refs)})
     return lm.name, len(lm.refs)
+
+
+def _distractors(bundle: Any, catalog: Catalog | None) -> np.ndarray:
+    d = distractors_for(bundle, catalog)
+    if d is None:
+        return np.zeros((0, 0), np.float32)
+    return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
 
 
 def _record_run(catalog: Catalog, kind: str, args: dict[str, Any], summary: dict[str, Any]) -> int:
@@ -333,6 +380,7 @@ def correct(photo: str | os.PathLike[str], right_name: str, *, recognizer: Any, 
         raise LearnError(f"Cannot learn from {group.primary.path}: {it.error}.")
     gallery = UserGallery.load(gallery_path)
     gallery.bundle_threshold = float(recognizer.bundle.threshold)
+    gallery.distractors = _distractors(recognizer.bundle, catalog)
     removed = [n for n in gallery.remove_reference(it.sha256) if n.casefold() != right_name.casefold()]
     gallery.add(right_name, [Reference(it.sha256, group.primary.path, now_iso())], it.generic[None],
                 model_id=recognizer.bundle.model_id)

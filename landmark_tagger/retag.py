@@ -114,6 +114,31 @@ def _plain(decisions: list[Any]) -> list[NewDecision]:
             for d in decisions]
 
 
+def _load(catalog: Catalog, model_id: str) -> tuple[list[dict[str, Any]], np.ndarray | None, np.ndarray | None]:
+    """Rows (without blobs) of every primary photo decided with ``model_id``, and their stacked features."""
+    cur = catalog.conn.execute(_ROWS_SQL, (model_id,))
+    cols = [c[0] for c in cur.description][:-2]
+    rows, embs, gens = [], [], []
+    for r in cur:
+        rows.append(dict(zip(cols, r[:-2], strict=True)))
+        embs.append(r[-2])
+        gens.append(r[-1])
+    if not rows:
+        return rows, None, None
+    emb = _stack(embs)
+    if emb is None:
+        raise ValueError("stored embeddings of different sizes: rescan with one model")
+    return rows, emb, _stack(gens)
+
+
+def _new_decisions(recognizer: Any, rows: list[dict[str, Any]], emb: np.ndarray, gen: np.ndarray | None,
+                   use_seq: bool) -> list[NewDecision]:
+    if use_seq:
+        return apply_sequence(candidates(recognizer, emb, gen), [r["taken_at"] for r in rows],
+                              [r["gps_lat"] for r in rows], [r["gps_lon"] for r in rows], float(recognizer.threshold))
+    return _plain(_decide(recognizer, emb, gen))
+
+
 def redecide(catalog: Catalog, recognizer: Any, photo_ids: Sequence[int] | None = None, *,
              sequence: bool | None = None) -> dict[int, NewDecision]:
     """Re-decide photos from stored features (no decoding): ``{photo id: decision}``.
@@ -128,23 +153,18 @@ def redecide(catalog: Catalog, recognizer: Any, photo_ids: Sequence[int] | None 
     from landmark_tagger import sequence as seq
 
     use_seq = seq.DEFAULT_ENABLED if sequence is None else sequence
-    rows = catalog.conn.execute(_ROWS_SQL, (recognizer.bundle.model_id,)).fetchall()
-    wanted = None if photo_ids is None else set(photo_ids)
-    if not use_seq and wanted is not None:
-        rows = [r for r in rows if r[0] in wanted]
+    rows, emb, gen = _load(catalog, recognizer.bundle.model_id)
     if not rows:
         return {}
-    emb = _stack([r[15] for r in rows])
-    if emb is None:
-        raise ValueError("stored embeddings of different sizes: rescan with one model")
-    gen = _stack([r[16] for r in rows])
-    if use_seq:
-        cands = candidates(recognizer, emb, gen)
-        new = apply_sequence(cands, [r[8] for r in rows], [r[9] for r in rows], [r[10] for r in rows],
-                             float(recognizer.threshold))
-    else:
-        new = _plain(_decide(recognizer, emb, gen))
-    return {r[0]: d for r, d in zip(rows, new, strict=True) if wanted is None or r[0] in wanted}
+    wanted = None if photo_ids is None else set(photo_ids)
+    if not use_seq and wanted is not None:
+        keep = np.array([r["id"] in wanted for r in rows])
+        rows = [r for r, k in zip(rows, keep, strict=True) if k]
+        emb, gen = emb[keep], (None if gen is None else gen[keep])
+        if not rows:
+            return {}
+    new = _new_decisions(recognizer, rows, emb, gen, use_seq)
+    return {r["id"]: d for r, d in zip(rows, new, strict=True) if wanted is None or r["id"] in wanted}
 
 
 def _place_keywords(row: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -170,15 +190,16 @@ def retag(catalog: Catalog, recognizer: Any, *, write: bool = True, sequence: bo
     t0 = time.perf_counter()
     rep = RetagReport()
     model_id = recognizer.bundle.model_id
-    cur = catalog.conn.execute(_ROWS_SQL, (model_id,))
-    cols = [c[0] for c in cur.description]
-    rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+    from landmark_tagger import sequence as seq
+
+    rows, emb, gen = _load(catalog, model_id)
     rep.rows = len(rows)
     if not rows:
         rep.seconds_total = time.perf_counter() - t0
         return rep
     t1 = time.perf_counter()
-    new = redecide(catalog, recognizer, None, sequence=sequence)
+    decided = _new_decisions(recognizer, rows, emb, gen, seq.DEFAULT_ENABLED if sequence is None else sequence)
+    new = {r["id"]: d for r, d in zip(rows, decided, strict=True)}
     rep.seconds_decide = time.perf_counter() - t1
     changed: list[tuple[dict[str, Any], NewDecision]] = []
     rescored: list[tuple[Any, ...]] = []
@@ -198,10 +219,24 @@ def retag(catalog: Catalog, recognizer: Any, *, write: bool = True, sequence: bo
     if not changed:
         rep.seconds_total = time.perf_counter() - t0
         return rep
-    run_id = catalog.start_run("scan", {"retag": True, "write": write, "changed": len(changed)}) if write else None
+    if not write:  # decide only: one transaction, ``ltag write`` applies them later
+        updates = []
+        for row, d in changed:
+            pf, ph = _place_keywords(row)
+            flat, hier = desired_keywords(d.name if d.label else None, pf, ph)
+            updates.append((d.name if d.label else None, d.label, d.confidence, d.own_confidence, d.source,
+                            "tagged" if d.label else "unknown", json.dumps([*flat, *hier]), row["group_key"]))
+            rep.changes.append({"path": row["path"], "old": row["landmark"], "new": updates[-1][0],
+                                "confidence": round(d.confidence, 4)})
+        with catalog.transaction() as conn:
+            conn.executemany("UPDATE photos SET landmark = ?, label = ?, confidence = ?, own_confidence = ?, "
+                             "decided_by = ?, status = ?, ltag_keywords = ?, write_status = 'pending' "
+                             "WHERE group_key = ?", updates)
+        rep.seconds_total = time.perf_counter() - t0
+        return rep
+    run_id = catalog.start_run("scan", {"retag": True, "write": write, "changed": len(changed)})
     rep.run_id = run_id
-    writer = Writer(catalog, run_id or 0, sidecar_style=sidecar_style, sidecar_only=sidecar_only,
-                    keep_mtime=keep_mtime) if write else None
+    writer = Writer(catalog, run_id, sidecar_style=sidecar_style, sidecar_only=sidecar_only, keep_mtime=keep_mtime)
     now = now_iso()
     for n, (row, d) in enumerate(changed):
         pf, ph = _place_keywords(row)
@@ -216,29 +251,26 @@ def retag(catalog: Catalog, recognizer: Any, *, write: bool = True, sequence: bo
         cache: dict[str, Any] = {}
         for f in files:
             upd = dict(cols_update)
-            if writer is not None:
-                out = writer.write(f["path"], f["kind"], flat, hier, owned_before=json.loads(f["owned_keywords"]),
-                                   suppressed_before=json.loads(f["suppressed_keywords"]),
-                                   props={"ModelId": model_id, "Landmark": upd["landmark"] or "",
-                                          "Label": d.label or "", "Confidence": f"{d.confidence:.4f}"},
-                                   cache=cache)
-                upd.update(write_status=out.write_status, write_target=out.target,
-                           owned_keywords=json.dumps(out.owned), suppressed_keywords=json.dumps(out.suppressed),
-                           keywords=json.dumps(out.flat), hier_keywords=json.dumps(out.hier))
-                if out.status == "written":
-                    rep.written += 1
-                    upd["written_at"] = now
-                    if out.target == f["path"]:
-                        try:
-                            st = os.stat(f["path"])
-                            upd.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=out.after_sha256)
-                        except OSError:
-                            pass
-                elif out.status in ("failed", "readonly"):
-                    rep.failed += 1
-                    rep.problems.append(f"{f['path']}: {out.error}")
-            else:
-                upd["write_status"] = "pending"
+            out = writer.write(f["path"], f["kind"], flat, hier, owned_before=json.loads(f["owned_keywords"]),
+                               suppressed_before=json.loads(f["suppressed_keywords"]),
+                               props={"ModelId": model_id, "Landmark": upd["landmark"] or "",
+                                      "Label": d.label or "", "Confidence": f"{d.confidence:.4f}"},
+                               cache=cache)
+            upd.update(write_status=out.write_status, write_target=out.target,
+                       owned_keywords=json.dumps(out.owned), suppressed_keywords=json.dumps(out.suppressed),
+                       keywords=json.dumps(out.flat), hier_keywords=json.dumps(out.hier))
+            if out.status == "written":
+                rep.written += 1
+                upd["written_at"] = now
+                if out.target == f["path"]:
+                    try:
+                        st = os.stat(f["path"])
+                        upd.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=out.after_sha256)
+                    except OSError:
+                        pass
+            elif out.status in ("failed", "readonly"):
+                rep.failed += 1
+                rep.problems.append(f"{f['path']}: {out.error}")
             sets = ", ".join(f"{k} = ?" for k in upd)
             catalog.conn.execute(f"UPDATE photos SET {sets} WHERE path = ?", [*upd.values(), f["path"]])
         if progress is not None:

@@ -227,8 +227,9 @@ class UserGallery:
         model_id: the bundle whose ``generic`` features the references are (None while empty).
         bundle_threshold: that bundle's threshold (its confidence scale; set by :meth:`bind`, saved).
         min_similarity: the global floor of every landmark's threshold.
-        distractors: (M, G) generic features of photos known to show none of the taught landmarks
-            (impostors for every landmark's threshold); may be empty.
+        distractors: (M, G) generic features of photos known to show none of the taught landmarks (e.g. the
+            bundle's own landmarks): impostors for every landmark's threshold. Set by the caller before a change
+            (:meth:`set_distractors`); not saved (only their count): thresholds are saved and reused as they are.
     """
 
     def __init__(self, model_id: str | None = None, *, min_similarity: float = DEFAULT_MIN_SIMILARITY,
@@ -240,6 +241,7 @@ class UserGallery:
         self.margin = float(margin)
         self.landmarks: dict[str, UserLandmark] = {}
         self.distractors = np.zeros((0, 0), np.float32)
+        self.n_distractors = 0
         self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # -- queries --------------------------------------------------------------------------------
@@ -334,7 +336,8 @@ class UserGallery:
         return touched
 
     def set_distractors(self, vectors: np.ndarray | None) -> None:
-        """Use these generic features as impostors of every landmark (e.g. photos the bundle tagged)."""
+        """Use these generic features as impostors of every landmark (e.g. the bundle's landmarks) and
+        recompute every threshold."""
         if vectors is None or not len(vectors):
             self.distractors = np.zeros((0, 0), np.float32)
         else:
@@ -352,17 +355,26 @@ class UserGallery:
             raise UserGalleryError(f"Feature size {dim} does not match the gallery's {self.dim}.")
 
     def calibrate(self) -> None:
-        """Recompute every landmark's threshold (see :func:`landmark_threshold`)."""
+        """Recompute every landmark's threshold (see :func:`landmark_threshold`).
+
+        Impostors: the other taught landmarks' references and the distractors. Without distractors at hand
+        (``forget`` does not load the model), a landmark keeps the closest distractor similarity it recorded
+        last time (``stats['distractor']``), so its threshold never drops for lack of them."""
         self._flat = None
         items = list(self.landmarks.values())
         for i, lm in enumerate(items):
             others = [o.vectors for j, o in enumerate(items) if j != i and o.vectors.size]
-            if self.distractors.size:
-                others.append(self.distractors)
             impostors = np.concatenate(others) if others else None
-            lm.threshold, stats = landmark_threshold(lm.vectors, impostors, min_similarity=self.min_similarity,
-                                                     margin=self.margin)
-            lm.stats = stats
+            if self.distractors.size and lm.vectors.size:
+                dist: float | None = float((self.distractors @ lm.vectors.T).max())
+            else:
+                dist = _finite_or_none(lm.stats.get("distractor")) if lm.stats else None
+            thr, stats = landmark_threshold(lm.vectors, impostors, min_similarity=self.min_similarity,
+                                            margin=self.margin)
+            stats["distractor"] = dist
+            if dist is not None:
+                thr = min(max(thr, dist + self.margin), MAX_THRESHOLD)
+            lm.threshold, lm.stats = thr, stats
 
     # -- scoring --------------------------------------------------------------------------------
     def _flatten(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -463,15 +475,13 @@ class UserGallery:
         dim = self.dim or (self.distractors.shape[1] if self.distractors.size else 0)
         vectors = (np.concatenate([lm.vectors for lm in items]).astype(np.float32) if items
                    else np.zeros((0, dim), np.float32))
+        self.n_distractors = int(len(self.distractors)) if self.distractors.size else self.n_distractors
         doc = {"format": FORMAT, "version": FORMAT_VERSION, "model_id": self.model_id,
                "min_similarity": self.min_similarity, "margin": self.margin,
-               "bundle_threshold": self.bundle_threshold, "saved_at": _now(),
+               "bundle_threshold": self.bundle_threshold, "distractors": self.n_distractors, "saved_at": _now(),
                "landmarks": [lm.to_json() for lm in items]}
         buf = io.BytesIO()
-        np.savez_compressed(buf, vectors=vectors,
-                            distractors=self.distractors.astype(np.float16) if self.distractors.size
-                            else np.zeros((0, dim), np.float16),
-                            meta=np.frombuffer(json.dumps(doc, ensure_ascii=False).encode("utf-8"), np.uint8))
+        np.savez_compressed(buf, vectors=vectors, meta=np.frombuffer(json.dumps(doc, ensure_ascii=False).encode("utf-8"), np.uint8))
         return buf.getvalue()
 
     @classmethod
@@ -480,7 +490,6 @@ class UserGallery:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode("utf-8"))
                 vectors = np.asarray(z["vectors"], np.float32)
-                distractors = np.asarray(z["distractors"], np.float32) if "distractors" in z.files else None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError) as e:
             raise UserGalleryError(f"{source} is not an ltag user gallery ({e}).") from e
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -509,10 +518,8 @@ class UserGallery:
             raise UserGalleryError(f"{source} is damaged ({e}).") from e
         if start != len(vectors):
             raise UserGalleryError(f"{source} is damaged: {len(vectors) - start} vectors without a reference.")
-        if distractors is not None and distractors.size:
-            g.distractors = _normalise(distractors)
-        g.calibrate()
-        return g
+        g.n_distractors = int(meta.get("distractors", 0) or 0)
+        return g  # thresholds as saved (computed with the distractors of that time)
 
     @classmethod
     def load(cls, path: Path | str) -> UserGallery:

@@ -85,7 +85,7 @@ def test_save_load_export_import_round_trip_without_pickle(tmp_path):
     p = tmp_path / "catalog.gallery.npz"
     g.save(p)
     with zipfile.ZipFile(p) as z:  # plain arrays: loadable with allow_pickle=False
-        assert sorted(z.namelist()) == ["distractors.npy", "meta.npy", "vectors.npy"]
+        assert sorted(z.namelist()) == ["meta.npy", "vectors.npy"]
     h = UserGallery.load(p)
     assert h.model_id == "m1" and h.names() == g.names()
     for name in g.names():
@@ -123,3 +123,21 @@ def test_missing_file_is_empty_and_garbage_is_reported(tmp_path):
     np.savez(other, meta=np.frombuffer(b'{"format": "x"}', np.uint8), vectors=np.zeros((0, 2), np.float32))
     with pytest.raises(UserGalleryError, match="not an ltag user gallery"):
         UserGallery.load(other)
+
+
+def test_distractors_raise_thresholds_and_survive_a_forget_without_them():
+    rng = np.random.default_rng(5)
+    a, b = _unit(rng, 2)
+    g = UserGallery(min_similarity=0.3)
+    g.add("A", _refs("a", 3), _unit(rng, 3, around=a, spread=0.3), model_id="m1")
+    g.add("B", _refs("b", 3), _unit(rng, 3, around=b, spread=0.3), model_id="m1")
+    t_before = g.get("A").threshold
+    lookalike = _unit(rng, 4, around=a, spread=0.6)  # photos of another landmark that resemble A
+    g.set_distractors(lookalike)
+    closest = float((lookalike @ g.get("A").vectors.T).max())
+    assert g.get("A").threshold == pytest.approx(min(max(t_before, closest), MAX_THRESHOLD))
+    assert g.get("A").threshold > t_before and g.get("A").stats["distractor"] == pytest.approx(closest)
+    saved = UserGallery.from_bytes(g.to_bytes())  # distractors are not stored, their effect is
+    assert saved.get("A").threshold == pytest.approx(g.get("A").threshold)
+    saved.remove("B")  # recalibration without the distractors at hand keeps A's threshold
+    assert saved.get("A").threshold == pytest.approx(g.get("A").threshold)
