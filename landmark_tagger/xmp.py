@@ -134,6 +134,8 @@ def parse(packet: bytes) -> XmpDoc:
     Raises:
         MetadataError: not well-formed XML, a DTD/entity/external reference, not UTF-8, or no rdf:RDF.
     """
+    # some cameras pad the XMP segment with NUL bytes after the packet: treat them as padding
+    packet = packet.rstrip(b"\x00")
     try:
         packet.decode("utf-8")
     except UnicodeDecodeError as exc:

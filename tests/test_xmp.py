@@ -144,3 +144,11 @@ def test_character_reference_carriage_return_survives():
 </rdf:RDF></x:xmpmeta>"""
     out = metadata.rewrite_sidecar(src, _edit(add_flat=["x"]))
     assert b"<dc:format>a&#xD;b</dc:format>" in out
+
+
+def test_nul_padding_after_the_packet_is_treated_as_padding():
+    packet = xmp.to_bytes(xmp.new_doc(sidecar=False), default_pad=100) + b"\x00" * 300
+    doc = xmp.parse(packet)
+    xmp.XmpEditor(doc).edit_bag(xmp.NS_DC, "subject", ["a"], [])
+    out = xmp.to_bytes(doc, pad_to=len(packet))
+    assert len(out) == len(packet) and b"\x00" not in out
