@@ -30,7 +30,7 @@ from typing import Any
 
 from landmark_tagger.errors import LtagError
 
-SEARCH_SCHEMA_VERSION = "3"
+SEARCH_SCHEMA_VERSION = "4"
 ID_BITS = 30
 ID_MASK = (1 << ID_BITS) - 1
 _SEC_LIMIT = (1 << 32) - 1          # capture times are clamped to 1834..2106
@@ -68,7 +68,8 @@ def _values_sql(r: str) -> str:
                 f"{_json_text(f'{r}.ltag_keywords')}")
     camera = f"COALESCE({r}.camera, trim(COALESCE({r}.camera_make, '') || ' ' || COALESCE({r}.camera_model, '')))"
     flags = (f"'zzall zzstatus' || {r}.status || ' zzwrite' || {r}.write_status || "
-             f"COALESCE(' zzconf' || CAST(max(min({r}.confidence, 1.0), 0.0) * 10 AS INTEGER), '')")
+             f"COALESCE(' zzconf' || CAST(max(min({r}.confidence, 1.0), 0.0) * 10 AS INTEGER) || "
+             f"' zzcp' || CAST(max(min({r}.confidence, 1.0), 0.0) * 100 AS INTEGER), ' zzcpnone')")
     return (f"{_key_sql(r)}, COALESCE({r}.landmark, ''), {places}, {keywords}, {r}.name, {camera}, "
             f"COALESCE({r}.lens, ''), {r}.folder, {flags}")
 
@@ -518,6 +519,8 @@ def search(catalog: Any, query: str | None = None, *, filters: SearchFilters | N
         raise SearchError(f"Unknown sort {sort!r}: use one of {', '.join(SORTS)}.")
     conn = getattr(catalog, "conn", catalog)
     match, where, params = _build(conn, query, f)
+    if sort == "confidence" and limit is not None:
+        return _by_confidence(conn, query, match, where, params, int(limit), int(offset))
     order = {"date": "f.rowid", "confidence": "p.confidence IS NULL, p.confidence DESC, f.rowid",
              "path": "p.path"}[sort]
     sql = (f"SELECT {_RESULT_COLS} FROM photos_fts f JOIN photos p ON p.id = (f.rowid & {ID_MASK}) "
@@ -533,6 +536,26 @@ def search(catalog: Any, query: str | None = None, *, filters: SearchFilters | N
         return [_row_dict(r) for r in conn.execute(sql, args)]
     except sqlite3.OperationalError as e:  # pragma: no cover - the parser only emits valid syntax
         raise SearchError(f"The query {query!r} could not be run ({e}).") from e
+
+
+def _by_confidence(conn: sqlite3.Connection, query: Any, match: str, where: str, params: list[Any], limit: int,
+                   offset: int) -> list[dict[str, Any]]:
+    """Highest confidence first, one percent bucket (an index term ``zzcpNN``) at a time: only the buckets
+    that reach the page are read and sorted, not every match."""
+    need = offset + limit
+    out: list[dict[str, Any]] = []
+    buckets = [f"zzcp{b}" for b in range(100, -1, -1)] + ["zzcpnone"]
+    sql = (f"SELECT {_RESULT_COLS} FROM photos_fts f JOIN photos p ON p.id = (f.rowid & {ID_MASK}) "
+           f"WHERE photos_fts MATCH ?{where} ORDER BY p.confidence DESC, f.rowid LIMIT ?")
+    try:
+        for b in buckets:
+            rows = conn.execute(sql, [f"({match}) AND (flags : {b})", *params, need - len(out)]).fetchall()
+            out += [_row_dict(r) for r in rows]
+            if len(out) >= need:
+                break
+    except sqlite3.OperationalError as e:  # pragma: no cover - the parser only emits valid syntax
+        raise SearchError(f"The query {query!r} could not be run ({e}).") from e
+    return out[offset:need]
 
 
 def count(catalog: Any, query: str | None = None, *, filters: SearchFilters | None = None,

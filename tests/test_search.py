@@ -255,3 +255,24 @@ def test_prefix_sees_new_rows_while_catalog_is_busy(cat, tmp_path):
         other.conn.rollback()
         other.close()
     assert paths(S.search(cat, "kinkak")) == ["new.jpg"]
+
+
+def test_confidence_sort_by_buckets_equals_a_full_sort(tmp_path):
+    import random
+
+    c = open_catalog(tmp_path / "conf.db")
+    rng = random.Random(3)
+    for i in range(400):
+        conf = rng.choice([None, 1.0, 0.0, 0.5, round(rng.random(), 4), round(rng.random(), 2)])
+        add(c, f"/c/IMG_{i}.jpg", confidence=conf, camera=rng.choice(["Nikon D750", "Canon R6"]),
+            taken_at=f"20{rng.randrange(10, 25)}-01-01T00:00:{rng.randrange(60):02d}")
+    for q in ("", "nikon"):
+        full = [r["path"] for r in S.search(c, q, sort="confidence", limit=None)]   # one SQL ORDER BY
+        assert len(full) > 150
+        for limit, offset in ((50, 0), (7, 3), (100, 120), (50, len(full) - 10), (10, len(full) + 5)):
+            page = [r["path"] for r in S.search(c, q, sort="confidence", limit=limit, offset=offset)]
+            assert page == full[offset:offset + limit]
+        confs = [r["confidence"] for r in S.search(c, q, sort="confidence", limit=None)]
+        known = [x for x in confs if x is not None]
+        assert known == sorted(known, reverse=True) and confs[len(known):] == [None] * (len(confs) - len(known))
+    c.close()
