@@ -119,3 +119,63 @@ def test_review_page_in_headless_chromium(tmp_path, camera_dir):
     assert dialogs == []
     assert errors == []
     assert all(u.startswith(("file:", "data:")) for u in requests), requests
+
+
+def test_review_after_scan_and_learn_shows_nearest_references(tmp_path):
+    """End to end: scan real photos, teach a landmark, retag, review: taught photos show thumbnails of their
+    reference photos; photos decided by the bundle show the nearest bundle landmarks with similarities."""
+    import os
+
+    from conftest import LANDMARKS_DIR
+
+    from landmark_tagger import learn
+    from landmark_tagger.bundle import load_bundle
+    from landmark_tagger.errors import BundleError
+    from landmark_tagger.paths import user_gallery_path
+    from landmark_tagger.recognizer import Recognizer
+    from landmark_tagger.retag import retag
+    from landmark_tagger.review import attach_neighbours
+    from landmark_tagger.scan import scan
+    from landmark_tagger.user_gallery import UserGallery
+
+    try:
+        bundle = load_bundle(os.environ.get("LTAG_TEST_BUNDLE") or None)
+    except BundleError as e:
+        pytest.skip(f"model bundle not installed: {e}")
+    folder = tmp_path / "trip"
+    folder.mkdir()
+    for label in ("lotus_temple", "hawa_mahal"):
+        if not (LANDMARKS_DIR / label).is_dir():
+            pytest.skip("landmark photos not available")
+        for i, f in enumerate(sorted((LANDMARKS_DIR / label).glob("*.jpg"))[:3]):
+            shutil.copyfile(f, folder / f"{label}_{i}.jpg")
+    db = tmp_path / "catalog.db"
+    with open_catalog(db) as cat:
+        scan([str(folder)], catalog=cat, bundle=bundle, recognizer=Recognizer(bundle), workers=1, write=False)
+        refs = [folder / "lotus_temple_0.jpg", folder / "lotus_temple_1.jpg"]
+        learn.learn("Our Lotus", learn.collect(refs, catalog=cat)[0], recognizer=Recognizer(bundle),
+                    gallery_path=user_gallery_path(db), catalog=cat)
+        gallery = UserGallery.load(user_gallery_path(db))
+        retag(cat, Recognizer(bundle, user_gallery=gallery), write=False)
+        items = load_items(cat)
+        rec = Recognizer(bundle)
+        names = [lab.name for lab in bundle.labels]
+
+        def nearest(emb, _gen):
+            sims, labels = rec.neighbours(emb, k=5)
+            return [[(names[lab], s) for s, lab in zip(srow, lrow) if lab >= 0][:2] for srow, lrow in
+                    zip(sims.tolist(), labels.tolist())]
+
+        attach_neighbours(items, cat, gallery=gallery, bundle_neighbours=nearest)
+    by_name = {it.name: it for it in items}
+    taught = by_name["lotus_temple_0.jpg"]
+    assert taught.landmark == "Our Lotus"
+    assert {Path(n.path).name for n in taught.neighbours} == {"lotus_temple_0.jpg", "lotus_temple_1.jpg"}
+    assert taught.neighbours[0].similarity == pytest.approx(1.0, abs=1e-4)  # its own reference first
+    bundle_items = [it for it in items if it.landmark != "Our Lotus"]
+    assert bundle_items and all(it.neighbours and it.neighbours[0].path is None for it in bundle_items)
+    page = render(items, threshold=bundle.threshold)
+    assert page.count('<figure title="') == sum(len(it.neighbours) for it in items)
+    n_ref_thumbs = sum(1 for it in items for n in it.neighbours if n.path)
+    assert n_ref_thumbs >= 2
+    assert page.count("data:image/jpeg;base64,") == len(items) + n_ref_thumbs  # photos + reference thumbnails
