@@ -163,8 +163,8 @@ def test_review_after_scan_and_learn_shows_nearest_references(tmp_path):
 
         def nearest(emb, _gen):
             sims, labels = rec.neighbours(emb, k=5)
-            return [[(names[lab], s) for s, lab in zip(srow, lrow) if lab >= 0][:2] for srow, lrow in
-                    zip(sims.tolist(), labels.tolist())]
+            return [[(names[lab], s) for s, lab in zip(srow, lrow, strict=True) if lab >= 0][:2]
+                    for srow, lrow in zip(sims.tolist(), labels.tolist(), strict=True)]
 
         attach_neighbours(items, cat, gallery=gallery, bundle_neighbours=nearest)
     by_name = {it.name: it for it in items}
