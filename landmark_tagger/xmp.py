@@ -92,22 +92,15 @@ class _Builder(ET.TreeBuilder):
         return elem
 
 
+_START_TAG_REST = re.compile(rb"""(?:[^>"']|"[^"]*"|'[^']*')*>""")
+
+
 def _start_tag_end(src: bytes, i: int) -> int:
-    """Index just past the '>' closing the start tag that begins at ``i`` (quote-aware)."""
-    q = 0
-    n = len(src)
-    j = i + 1
-    while j < n:
-        c = src[j]
-        if q:
-            if c == q:
-                q = 0
-        elif c in (0x22, 0x27):
-            q = c
-        elif c == 0x3E:
-            return j + 1
-        j += 1
-    return -1
+    """Index just past the '>' closing the start tag that begins at ``i`` (quote-aware), or -1."""
+    if i < 0 or i >= len(src) or src[i] != 0x3C:
+        return -1
+    m = _START_TAG_REST.match(src, i + 1)
+    return m.end() if m else -1
 
 
 @dataclass
