@@ -626,14 +626,17 @@ def _tx(conn: sqlite3.Connection) -> Any:
     return cm()
 
 
-def _group_key_for(old_key: str, old_folder: str, old_stem: str, new_folder: str, new_stem: str) -> str:
-    if old_key == (old_folder + "/" + old_stem).casefold():
-        return (new_folder + "/" + new_stem).casefold()
+def _group_key_for(old_key: str, old_folder: str, old_stem: str, old_name: str, new_folder: str, new_stem: str,
+                   new_name: str) -> str:
+    """The new group key, in the convention of the old one (walk.py: folder + '/' + casefolded stem, or
+    + casefolded name for a second non-RAW image with the same stem)."""
     if old_key == old_folder + "/" + old_stem.casefold():
         return new_folder + "/" + new_stem.casefold()
-    if old_key == old_folder + "/" + old_stem:
-        return new_folder + "/" + new_stem
-    return (new_folder + "/" + new_stem).casefold()
+    if old_key == old_folder + "/" + old_name.casefold():
+        return new_folder + "/" + new_name.casefold()
+    if old_key == (old_folder + "/" + old_stem).casefold():
+        return (new_folder + "/" + new_stem).casefold()
+    return new_folder + "/" + new_stem.casefold()
 
 
 def _update_photo(conn: sqlite3.Connection, photo_id: int | None, old: str, new: str) -> None:
@@ -642,15 +645,16 @@ def _update_photo(conn: sqlite3.Connection, photo_id: int | None, old: str, new:
         conn.execute("UPDATE photos SET write_target = ? WHERE write_target = ? AND folder IN (?, ?)",
                      (new, old, os.path.dirname(old), os.path.dirname(new)))
         return
-    row = conn.execute("SELECT path, folder, stem, ext, group_key FROM photos WHERE id = ?", (photo_id,)).fetchone()
+    row = conn.execute("SELECT path, folder, stem, ext, group_key, name FROM photos WHERE id = ?",
+                       (photo_id,)).fetchone()
     if not row or row[0] != old:
         return  # the row was rescanned or removed meanwhile: nothing to update
-    _, folder, stem, ext, key = row
+    _, folder, stem, ext, key, old_name = row
     name = os.path.basename(new)
     new_folder = os.path.dirname(new)
     new_stem = name[: -(len(ext) + 1)] if ext and name.endswith("." + ext) else os.path.splitext(name)[0]
     conn.execute("UPDATE photos SET path = ?, folder = ?, name = ?, stem = ?, group_key = ? WHERE id = ?",
-                 (new, new_folder, name, new_stem, _group_key_for(key, folder, stem, new_folder, new_stem), photo_id))
+                 (new, new_folder, name, new_stem, _group_key_for(key, folder, stem, old_name, new_folder, new_stem, name), photo_id))
     conn.execute("UPDATE photos SET write_target = ? WHERE write_target = ? AND folder = ?", (new, old, folder))
     conn.execute("UPDATE photos SET write_target = ? WHERE write_target = ? AND folder = ?", (new, old, new_folder))
 

@@ -51,7 +51,7 @@ def add(cat, path: Path, **kw):
     if ext.upper() == ".NEF":
         kw.setdefault("role", "companion")
         kw.setdefault("kind", "raw")
-    row = dict(path=str(path), folder=folder, name=name, stem=stem, ext=ext[1:], group_key=f"{folder}/{stem}".casefold(),
+    row = dict(path=str(path), folder=folder, name=name, stem=stem, ext=ext[1:], group_key=f"{folder}/{stem.casefold()}",
                kind="jpeg", status="tagged", size=path.stat().st_size if path.exists() else None)
     row.update(kw)
     cols = ", ".join(row)
@@ -154,7 +154,7 @@ def test_rename_then_undo_restores_every_path_and_byte(archive):
     assert row and row["name"] == "2019-05-01_Eiffel Tower_001.JPG" and row["stem"] == "2019-05-01_Eiffel Tower_001"
     assert row["folder"] == str(root / "Eiffel Tower") and row["write_target"] == new_jpg
     nef = cat.photo_by_path(str(root / "Eiffel Tower" / "2019-05-01_Eiffel Tower_001.NEF"))
-    assert nef["group_key"] == row["group_key"] == f"{root}/Eiffel Tower/2019-05-01_Eiffel Tower_001".casefold()
+    assert nef["group_key"] == row["group_key"] == f"{root}/Eiffel Tower/2019-05-01_eiffel tower_001"   # walk.py's
     assert nef["write_target"] == str(root / "Eiffel Tower" / "2019-05-01_Eiffel Tower_001.xmp")
     assert new_jpg in [r["path"] for r in S.search(cat, '"2019 05 01 eiffel tower 001"', limit=None)]   # index
     assert S.search(cat, '"DSC_0001"') == []
