@@ -185,3 +185,14 @@ def test_malformed_are_refused_and_left_alone(corpus):
             metadata.read_keywords(path)
         _safe_apply(path, sidecar)
         assert hashlib.sha256(path.read_bytes()).hexdigest() == before, path.name
+
+
+def test_rescan_with_the_same_decision_changes_no_byte(corpus, tmp_path):
+    for f in corpus.jpegs + corpus.sidecars:
+        sidecar = f.path.suffix == ".xmp"
+        path = tmp_path / f.path.name
+        path.write_bytes(f.path.read_bytes())
+        _write(path, FIRST, sidecar)
+        once = path.read_bytes()
+        _write(path, FIRST, sidecar)
+        assert path.read_bytes() == once, f.path.name
