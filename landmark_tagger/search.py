@@ -431,21 +431,26 @@ class SearchFilters:
 
 
 _RESULT_COLS = ("p.id, p.path, p.group_key, p.landmark, p.confidence, p.country, p.region, p.city, p.keywords, "
-                "p.status, p.error, p.taken_at, p.camera, p.lens, p.write_status, p.role")
+                "p.status, p.error, p.taken_at, p.camera, p.lens, p.write_status, p.role, p.ltag_keywords")
 
 
 def _row_dict(r: tuple) -> dict[str, Any]:
     (pid, path, group, landmark, conf, country, region, city, keywords, status, error, taken_at, camera, lens,
-     write_status, role) = r
-    try:
-        kw = json.loads(keywords) if keywords else []
-    except ValueError:
-        kw = []
+     write_status, role, ltag_keywords) = r
     return {
         "path": path, "group": group, "landmark": landmark, "confidence": conf,
-        "places": [p for p in (country, region, city) if p], "keywords": kw, "status": status, "error": error,
-        "date": taken_at, "camera": camera, "lens": lens, "write_status": write_status, "role": role, "id": pid,
+        "places": [p for p in (country, region, city) if p], "keywords": _json_list(ltag_keywords),
+        "status": status, "error": error, "date": taken_at, "camera": camera, "lens": lens,
+        "write_status": write_status, "role": role, "id": pid, "all_keywords": _json_list(keywords),
     }
+
+
+def _json_list(text: str | None) -> list[str]:
+    try:
+        v = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return v if isinstance(v, list) else []
 
 
 def _build(conn: sqlite3.Connection, query: str | ParsedQuery | None, f: SearchFilters
@@ -508,8 +513,9 @@ def search(catalog: Any, query: str | None = None, *, filters: SearchFilters | N
         limit: page size (None: all); offset: rows to skip.
 
     Returns:
-        dicts with path, group, landmark, confidence, places, keywords, status, error, date, camera, lens,
-        write_status, role, id.
+        dicts with path, group, landmark, confidence, places, keywords (ltag's, flat + hierarchical, as in
+        ``scan --json``), status, error, date, camera, lens, write_status, role, id, all_keywords (every
+        keyword in the file, any tool's).
 
     Raises:
         SearchError: a bad date or a query without anything to search for.

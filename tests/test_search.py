@@ -35,7 +35,8 @@ def cat(tmp_path):
     c = open_catalog(tmp_path / "cat.db")
     add(c, "/arch/2019/DSC_0001.JPG", landmark="Freedom Monument", country="Latvia", region="Rīga", city="Rīga",
         taken_at="2019-05-01T10:00:00", confidence=0.91, camera="Nikon D90", lens="18-105mm f/3.5-5.6",
-        keywords=["Baltic trip", "Places|Latvia|Rīga"], write_status="written")
+        keywords=["Baltic trip", "Places|Latvia|Rīga"], write_status="written",
+        ltag_keywords=json.dumps(["Freedom Monument", "Landmarks|Freedom Monument"]))
     add(c, "/arch/2019/DSC_0002.NEF", landmark="Freedom Monument", country="Latvia", city="Rīga",
         taken_at="2019-05-01T10:00:05", confidence=0.62, camera="Nikon D90", role="companion", kind="raw")
     add(c, "/arch/2020/IMG_0308.JPG", status="unknown", taken_at="2020-07-14T09:00:00", camera="Canon PowerShot G2",
@@ -147,13 +148,14 @@ def test_result_fields(cat):
     (r,) = S.search(cat, "baltic")
     assert r["path"] == "/arch/2019/DSC_0001.JPG" and r["group"] == "/arch/2019/dsc_0001"
     assert r["landmark"] == "Freedom Monument" and r["confidence"] == 0.91
-    assert r["places"] == ["Latvia", "Rīga", "Rīga"] and r["keywords"] == ["Baltic trip", "Places|Latvia|Rīga"]
+    assert r["places"] == ["Latvia", "Rīga", "Rīga"] and r["all_keywords"] == ["Baltic trip", "Places|Latvia|Rīga"]
+    assert r["keywords"] == ["Freedom Monument", "Landmarks|Freedom Monument"]      # ltag's, as scan --json
     assert r["status"] == "tagged" and r["error"] is None and r["date"] == "2019-05-01T10:00:00"
     assert r["camera"] == "Nikon D90"
 
 
 def test_triggers_keep_index_in_sync(cat):
-    cat.conn.execute("UPDATE photos SET landmark = 'Milda', taken_at = '2030-01-01T00:00:00' "
+    cat.conn.execute("UPDATE photos SET landmark = 'Milda', ltag_keywords = '[]', taken_at = '2030-01-01T00:00:00' "
                      "WHERE name = 'DSC_0001.JPG'")
     assert paths(S.search(cat, "milda")) == ["DSC_0001.JPG"]
     assert paths(S.search(cat, "freedom")) == ["DSC_0002.NEF"]

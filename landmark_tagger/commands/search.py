@@ -88,7 +88,7 @@ def register(app: typer.Typer) -> None:
             out.write("".join(r["path"] + "\n" for r in rows))
         elif as_json:
             keys = ("path", "group", "landmark", "confidence", "places", "keywords", "status", "error", "date",
-                    "camera", "lens", "write_status")
+                    "camera", "lens", "write_status", "all_keywords")
             for r in rows:
                 out.write(json.dumps({k: r[k] for k in keys}, ensure_ascii=False) + "\n")
         else:
