@@ -207,19 +207,31 @@ class _Pool:
         self.window = workers * 4 + 4
         self.ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                                       initargs=(min_side, spec, reuse))
+        self.fallback = _InProcess(min_side, spec, reuse)
 
     def map(self, jobs: Iterable[Any]) -> Iterable[dict[str, Any]]:
-        pending: collections.deque[Any] = collections.deque()
+        from concurrent.futures.process import BrokenProcessPool
+
+        pending: collections.deque[tuple[Any, Any]] = collections.deque()
         it = iter(jobs)
         for job in it:
-            pending.append(self.ex.submit(_prepare_job, job))
+            pending.append((job, self.ex.submit(_prepare_job, job)))
             if len(pending) >= self.window:
                 break
         while pending:
-            fut = pending.popleft()
-            res = fut.result()
-            for job in it:
-                pending.append(self.ex.submit(_prepare_job, job))
+            job, fut = pending.popleft()
+            try:
+                res = fut.result()
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory, a decoder crash) or the pool cannot start (a script run
+                # from stdin): finish in this process rather than fail the scan.
+                log.warning("decoding workers stopped; continuing in the main process")
+                rest = [job, *(j for j, _ in pending), *it]
+                pending.clear()
+                yield from self.fallback.map(rest)
+                return
+            for nxt in it:
+                pending.append((nxt, self.ex.submit(_prepare_job, nxt)))
                 break
             yield res
 
