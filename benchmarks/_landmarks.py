@@ -96,6 +96,29 @@ def load_photo_set(model: str | None = None, *, exclude_labels: list[str] | None
     return ps
 
 
+def _split_file(bundle: object) -> Path | None:
+    """The training split (``{"label/file.jpg": "train" | "calib" | "report"}``): ``LTAG_SPLIT``, else a
+    ``split.json`` named in or beside the bundle's provenance."""
+    env = os.environ.get("LTAG_SPLIT")
+    if env:
+        return Path(env)
+    prov = getattr(bundle, "provenance", {}) or {}
+    stack = [prov]
+    while stack:
+        d = stack.pop()
+        for k, v in d.items():
+            if isinstance(v, dict):
+                stack.append(v)
+            elif isinstance(v, str) and v.endswith("split.json") and Path(v).is_file():
+                return Path(v)
+            elif isinstance(v, str) and k in ("run_dir", "run") and (Path(v) / "split.json").is_file():
+                return Path(v) / "split.json"
+    for cand in (Path(bundle.path) / "split.json", Path(bundle.path).parent / "split.json"):
+        if cand.is_file():
+            return cand
+    return None
+
+
 def bundle_features(ps: PhotoSet, *, batch: int = 32) -> None:
     """Fill ``emb``, ``gen`` (cached per model id), ``in_gallery``, ``cand`` and ``conf``."""
     from landmark_tagger import decode, preprocess
@@ -123,11 +146,22 @@ def bundle_features(ps: PhotoSet, *, batch: int = 32) -> None:
         print(file=sys.stderr)
         ps.emb, ps.gen = np.concatenate(embs), np.concatenate(gens)
         np.savez(cache, emb=ps.emb, gen=ps.gen)
-    g_emb, _ = ps.bundle.gallery()
-    best = np.zeros(len(ps.paths), np.float32)
-    for a in range(0, len(ps.paths), 1024):
-        best[a:a + 1024] = (ps.emb[a:a + 1024] @ g_emb.T).max(axis=1)
-    ps.in_gallery = best > 0.9995
+    split = _split_file(ps.bundle)
+    if split is not None:
+        # the training split: every photo not in a held-out split counts as seen (gallery / training)
+        import json
+
+        assign = json.loads(split.read_text())
+        rel = ["/".join(Path(p).parts[-2:]) for p in ps.paths]
+        ps.in_gallery = np.array([assign.get(r, "train") not in ("calib", "report", "val", "test") for r in rel])
+        print(f"seen photos from {split}: {int(ps.in_gallery.sum())}", file=sys.stderr)
+    else:
+        g_emb, _ = ps.bundle.gallery()
+        best = np.zeros(len(ps.paths), np.float32)
+        for a in range(0, len(ps.paths), 1024):
+            best[a:a + 1024] = (ps.emb[a:a + 1024] @ g_emb.T).max(axis=1)
+        ps.in_gallery = best > 0.995
+        print(f"seen photos by gallery match: {int(ps.in_gallery.sum())}", file=sys.stderr)
     rec = ps.recognizer
     saved = rec.threshold
     rec.threshold = 0.0
