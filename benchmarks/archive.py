@@ -123,7 +123,7 @@ def make_archive(dest: Path = DEFAULT_DEST, n: int = 200, *, raw_pairs: int = 40
     """
     dest = Path(dest)
     params = {"n": n, "raw_pairs": raw_pairs, "seed": seed, "width": WIDTH, "height": HEIGHT,
-              "version": FORMAT_VERSION}
+              "luma_sigma": LUMA_SIGMA, "chroma_sigma": CHROMA_SIGMA, "version": FORMAT_VERSION}
     cached = _load_cached(dest, params)
     if cached is not None and not force:
         return cached
