@@ -47,6 +47,9 @@ LABEL_PREFIX = "user:"
 DEFAULT_MIN_SIMILARITY = 0.70
 #: How far above its nearest impostor a landmark's threshold sits (generic cosine similarity).
 DEFAULT_IMPOSTOR_MARGIN = 0.0
+#: Distractors (photos of the bundle's landmarks): the threshold sits at this quantile of their best similarities
+#: to the landmark's references (the max of thousands of distractors is an outlier: label noise, collages).
+DEFAULT_DISTRACTOR_QUANTILE = 0.99
 #: Highest threshold a landmark may get, whatever its impostors (above this almost nothing matches).
 MAX_THRESHOLD = 0.92
 #: The bundle threshold assumed until the gallery is bound to a bundle (the scoring module's default).
@@ -242,6 +245,7 @@ class UserGallery:
         self.landmarks: dict[str, UserLandmark] = {}
         self.distractors = np.zeros((0, 0), np.float32)
         self.n_distractors = 0
+        self.distractor_quantile = DEFAULT_DISTRACTOR_QUANTILE
         self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # -- queries --------------------------------------------------------------------------------
@@ -359,14 +363,16 @@ class UserGallery:
 
         Impostors: the other taught landmarks' references and the distractors. Without distractors at hand
         (``forget`` does not load the model), a landmark keeps the closest distractor similarity it recorded
-        last time (``stats['distractor']``), so its threshold never drops for lack of them."""
+        last time (``stats['distractor']``), so its threshold never drops for lack of them. Distractors count by
+        the :data:`DEFAULT_DISTRACTOR_QUANTILE` of their best similarities to the landmark's references."""
         self._flat = None
         items = list(self.landmarks.values())
         for i, lm in enumerate(items):
             others = [o.vectors for j, o in enumerate(items) if j != i and o.vectors.size]
             impostors = np.concatenate(others) if others else None
             if self.distractors.size and lm.vectors.size:
-                dist: float | None = float((self.distractors @ lm.vectors.T).max())
+                best = (self.distractors @ lm.vectors.T).max(axis=1)
+                dist: float | None = float(np.quantile(best, self.distractor_quantile))
             else:
                 dist = _finite_or_none(lm.stats.get("distractor")) if lm.stats else None
             thr, stats = landmark_threshold(lm.vectors, impostors, min_similarity=self.min_similarity,

@@ -133,6 +133,7 @@ def test_distractors_raise_thresholds_and_survive_a_forget_without_them():
     g.add("B", _refs("b", 3), _unit(rng, 3, around=b, spread=0.3), model_id="m1")
     t_before = g.get("A").threshold
     lookalike = _unit(rng, 4, around=a, spread=0.6)  # photos of another landmark that resemble A
+    g.distractor_quantile = 1.0  # the closest distractor counts
     g.set_distractors(lookalike)
     closest = float((lookalike @ g.get("A").vectors.T).max())
     assert g.get("A").threshold == pytest.approx(min(max(t_before, closest), MAX_THRESHOLD))
