@@ -158,8 +158,8 @@ section{padding:8px 20px}h2{font-size:17px;margin:16px 0 8px}h2 small{color:#666
 .noimg{width:256px;height:256px;background:#ddd;display:flex;align-items:center;justify-content:center;color:#777}
 .name{font-weight:600;word-break:break-all}.meta{color:#555;font-size:12px;word-break:break-word}
 .badge{display:inline-block;padding:0 5px;border-radius:3px;background:#d80;color:#fff;font-size:11px}
-.refs{display:flex;gap:4px;flex-wrap:wrap;margin-top:4px}.refs figure{margin:0;width:96px;font-size:11px}
-.refs img{width:96px;height:96px;object-fit:cover;display:block}.kw{font-size:12px;color:#333}
+.refs{display:flex;gap:4px;flex-wrap:wrap;margin-top:4px}.refs figure{margin:0;width:80px;font-size:11px}
+.refs img{width:80px;height:80px;object-fit:cover;display:block}.kw{font-size:12px;color:#333}
 """
 
 
