@@ -131,7 +131,7 @@ def _table(rows: list[dict[str, Any]], total: int | None, page: int | None, offs
         t.add_column(col, overflow="fold", justify="right" if col == "conf" else "left")
     for r in rows:
         t.add_row(r["path"], r["landmark"] or ("[dim]unknown[/dim]" if r["status"] == "unknown" else ""),
-                  _fmt_conf(r["confidence"]), (r["date"] or "").replace("T", " "), ", ".join(reversed(r["places"])))
+                  _fmt_conf(r["confidence"]), (r["date"] or "").replace("T", " "), ", ".join(dict.fromkeys(reversed(r["places"]))))
     out.print(t)
     shown = f"{offset + 1}-{offset + len(rows)}"
     if total is not None:
