@@ -396,3 +396,14 @@ def test_undo_reports_file_moved_away(archive):
     json.dumps(R.batch_moves(cat, res.run_id))
     st = stat.S_IMODE((root / "elsewhere.JPG").stat().st_mode)
     assert st
+
+
+def test_ltag_undo_dispatches_rename_batches(archive):
+    undo = pytest.importorskip("landmark_tagger.undo")
+    root, cat = archive
+    before = tree(root)
+    res = R.execute_rename(cat, R.plan_rename(cat, [root]))
+    report = undo.undo(cat, rename=True)          # what `ltag undo --rename` runs
+    assert report.runs == [res.run_id] and report.renames and report.renames[0].restored == 11
+    assert tree(root) == before
+    assert cat.conn.execute("SELECT status FROM runs WHERE id = ?", (res.run_id,)).fetchone()[0] == "undone"
