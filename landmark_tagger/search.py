@@ -527,6 +527,11 @@ def search(catalog: Any, query: str | None = None, *, filters: SearchFilters | N
     match, where, params = _build(conn, query, f)
     if sort == "confidence" and limit is not None:
         return _by_confidence(conn, query, match, where, params, int(limit), int(offset))
+    if sort == "path" and not (query or "").strip() and not (f.landmark or f.place or f.camera or f.since or f.until
+                                                             or f.unwritten or f.min_confidence is not None):
+        # nothing selective to match: walking the path index finds the page at once (rare filters would
+        # make that walk long; they go through the index below)
+        return _by_path_without_text(conn, f, limit, offset)
     order = {"date": "f.rowid", "confidence": "p.confidence IS NULL, p.confidence DESC, f.rowid",
              "path": "p.path"}[sort]
     sql = (f"SELECT {_RESULT_COLS} FROM photos_fts f JOIN photos p ON p.id = (f.rowid & {ID_MASK}) "
@@ -562,6 +567,32 @@ def _by_confidence(conn: sqlite3.Connection, query: Any, match: str, where: str,
     except sqlite3.OperationalError as e:  # pragma: no cover - the parser only emits valid syntax
         raise SearchError(f"The query {query!r} could not be run ({e}).") from e
     return out[offset:need]
+
+
+def _by_path_without_text(conn: sqlite3.Connection, f: SearchFilters, limit: int | None,
+                          offset: int) -> list[dict[str, Any]]:
+    """Path order with no text to match: walk the photos' path index (a --folder is an index range)."""
+    where = ["1"]
+    params: list[Any] = []
+    if f.folder:
+        folder = os.path.abspath(os.path.expanduser(f.folder)).rstrip(os.sep) or os.sep
+        base = folder if folder.endswith(os.sep) else folder + os.sep
+        where.append("p.path > ? AND p.path < ?")
+        params += [base, base[:-1] + chr(ord(os.sep) + 1)]
+    if f.unknown:
+        where.append("p.status = 'unknown'")
+    if f.unwritten:
+        where.append("p.write_status IN ('pending', 'failed')")
+    if f.min_confidence is not None:
+        where.append("p.confidence >= ?")
+        params.append(float(f.min_confidence))
+    if f.since or f.until:
+        lo, hi = date_range_keys(f.since, f.until)   # the same seconds as the index's sort key
+        where.append(f"{_key_sql('p')} BETWEEN ? AND ?")
+        params += [lo, hi]
+    sql = f"SELECT {_RESULT_COLS} FROM photos p WHERE {' AND '.join(where)} ORDER BY p.path LIMIT ? OFFSET ?"
+    rows = conn.execute(sql, [*params, -1 if limit is None else int(limit), int(offset)])
+    return [_row_dict(r) for r in rows]
 
 
 def count(catalog: Any, query: str | None = None, *, filters: SearchFilters | None = None,

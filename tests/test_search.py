@@ -278,3 +278,12 @@ def test_confidence_sort_by_buckets_equals_a_full_sort(tmp_path):
         known = [x for x in confs if x is not None]
         assert known == sorted(known, reverse=True) and confs[len(known):] == [None] * (len(confs) - len(known))
     c.close()
+
+
+@pytest.mark.parametrize("kw", [{}, {"folder": "/arch"}, {"unknown": True}, {"unwritten": True}, {"since": "2019-05"},
+                                {"until": "2019"}, {"min_confidence": 0.6}, {"folder": "/arch", "since": "2020"}])
+def test_path_sort_without_text_matches_the_index_answer(cat, kw):
+    fast = [r["path"] for r in S.search(cat, "", sort="path", limit=None, **kw)]      # the photos path index
+    via_fts = sorted(r["path"] for r in S.search(cat, "", sort="date", limit=None, **kw))
+    assert fast == via_fts and fast
+    assert [r["path"] for r in S.search(cat, "", sort="path", limit=2, offset=1, **kw)] == fast[1:3]
