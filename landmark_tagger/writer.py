@@ -105,39 +105,65 @@ class WriteOutcome:
 _DELTA_MAGIC = b"LTD1"
 
 
-def _common_prefix(a: bytes, b: bytes) -> int:
-    """Length of the common prefix (binary search over memcmp'd slices: fast for megabytes)."""
-    lo, hi = 0, min(len(a), len(b))
-    ma, mb = memoryview(a), memoryview(b)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ma[:mid] == mb[:mid]:
+_CHUNK = 1 << 16
+
+
+def _first_diff(a: bytes, b: bytes, lo: int, hi: int) -> int:
+    """First index in [lo, hi) where a and b differ (they are known to differ there): binary search on slices."""
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
             lo = mid
         else:
-            hi = mid - 1
+            hi = mid
     return lo
+
+
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the common prefix (64 KiB slices compared with memcmp, then a binary search in the first one that
+    differs): a few milliseconds for a 10 MB photo."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n:
+        j = min(i + _CHUNK, n)
+        if a[i:j] != b[i:j]:
+            return _first_diff(a, b, i, j)
+        i = j
+    return n
 
 
 def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
-    lo, hi = 0, limit
-    ma, mb = memoryview(a), memoryview(b)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ma[len(a) - mid:] == mb[len(b) - mid:]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    """Length of the common suffix, at most ``limit`` (so that it does not overlap the common prefix)."""
+    ra, rb = len(a), len(b)
+    k = 0
+    while k < limit:
+        step = min(_CHUNK, limit - k)
+        if a[ra - k - step:ra - k] != b[rb - k - step:rb - k]:
+            # find the last differing byte inside this window: binary search on the window's tails
+            lo, hi = 0, step  # common tail length within the window is in [lo, hi)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if a[ra - k - mid:ra - k] == b[rb - k - mid:rb - k]:
+                    lo = mid
+                else:
+                    hi = mid
+            return k + lo
+        k += step
+    return limit
 
 
 def encode_delta(old: bytes, new: bytes) -> bytes:
     """Undo record for a file ltag rewrote: only the bytes that differ (the replaced XMP/IPTC segments), as
     ``(prefix length, suffix length, old middle)``, zlib-compressed: a few KB, never a copy of the photo.
     ``apply_delta(new, record) == old``."""
+    return _delta(old, new)[0]
+
+
+def _delta(old: bytes, new: bytes) -> tuple[bytes, int]:
     p = _common_prefix(old, new)
     s = _common_suffix(old, new, min(len(old), len(new)) - p)
     body = _DELTA_MAGIC + struct.pack("<QQ", p, s) + old[p:len(old) - s]
-    return zlib.compress(body, 6)
+    return zlib.compress(body, 6), s
 
 
 def apply_delta(current: bytes, record: bytes) -> bytes:
@@ -248,10 +274,11 @@ class Writer:
             assert data is not None
             new = metadata.rewrite_jpeg(data, edit)
             old_end, new_end = metadata.jpeg_header_end(data), metadata.jpeg_header_end(new)
-            if memoryview(new)[new_end:] != memoryview(data)[old_end:]:
+            undo_blob, suffix = _delta(data, new)
+            # The image data (everything from the first SOS on) must be byte-identical: the common suffix covers it.
+            if len(data) - old_end != len(new) - new_end or suffix < len(data) - old_end:
                 raise MetadataWriteError(f"{os.path.basename(target)}: the rewrite would change image data; "
                                          "nothing written")
-            undo_blob = encode_delta(data, new)
             change_kind = "jpeg-delta"
         else:
             new = metadata.rewrite_sidecar(data, edit)

@@ -281,3 +281,29 @@ def test_delta_roundtrip_is_small():
     rec = encode_delta(old, new)
     assert apply_delta(new, rec) == old
     assert len(rec) < 4096 < len(old[: metadata.jpeg_header_end(old)])
+
+
+def test_delta_matches_a_naive_diff(monkeypatch):
+    """encode_delta/apply_delta on random edits, with tiny chunks so that every search path runs."""
+    import os.path
+    import random
+
+    import landmark_tagger.writer as W
+
+    monkeypatch.setattr(W, "_CHUNK", 4)
+    rng = random.Random(1)
+    for _ in range(1500):
+        a = bytes(rng.randrange(2) for _ in range(rng.randrange(0, 80)))
+        b = bytearray(a)
+        for _ in range(rng.randrange(0, 3)):
+            if b and rng.random() < 0.5:
+                b[rng.randrange(len(b))] = rng.randrange(2)
+            else:
+                pos = rng.randrange(len(b) + 1)
+                b[pos:pos] = bytes(rng.randrange(2) for _ in range(rng.randrange(4)))
+        b = bytes(b)
+        assert W.apply_delta(b, W.encode_delta(a, b)) == a
+        p = len(os.path.commonprefix([a, b]))
+        assert W._common_prefix(a, b) == p
+        limit = min(len(a), len(b)) - p
+        assert W._common_suffix(a, b, limit) == min(len(os.path.commonprefix([a[::-1], b[::-1]])), limit)
