@@ -1,0 +1,104 @@
+"""CPU latency of the model against the decode it rides on.
+
+Prints, per photo: decoding a 24-megapixel JPEG for the model (PIL draft, as ``ltag scan`` does), preprocessing
+(all test-time views), and onnxruntime inference (per view count, batch 1 and batch 16), all at the thread count
+given (default 2, this machine's cores). The 24 MP JPEG is synthesised (a landmark photo upscaled to 6000x4000
+with sensor-like noise) in a temporary folder; nothing is written to the repository.
+
+    python benchmarks/latency.py [--model DIR] [--threads 2] [--repeat 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+LANDMARKS = ROOT.parent / "shared" / "data" / "landmarks"
+
+
+def _median_ms(fn, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times)
+
+
+def make_24mp_jpeg(folder: Path) -> Path:
+    src = next(iter(sorted(LANDMARKS.glob("taj_mahal/*.jpg"))), None)
+    rng = np.random.default_rng(0)
+    if src is not None:
+        img = Image.open(src).convert("RGB").resize((6000, 4000), Image.Resampling.BICUBIC)
+        a = np.asarray(img, dtype=np.int16)
+    else:
+        a = np.full((4000, 6000, 3), 128, np.int16)
+    a = a + rng.normal(0, 6, a.shape).astype(np.int16)
+    path = folder / "24mp.jpg"
+    Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(path, quality=92)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help="bundle folder (default: the shipped one)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=20)
+    args = ap.parse_args(argv)
+
+    from landmark_tagger.bundle import load_bundle
+    from landmark_tagger.preprocess import min_decode_side, prepare
+
+    bundle = load_bundle(args.model)
+    spec = bundle.preprocess
+    side = min_decode_side(spec)
+    sess = bundle.session(threads=args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        jpeg = make_24mp_jpeg(Path(tmp))
+
+        def decode_full() -> Image.Image:
+            with Image.open(jpeg) as im:
+                return im.convert("RGB")
+
+        def decode_draft() -> Image.Image:
+            try:
+                from landmark_tagger.decode import decode_for_model
+
+                return decode_for_model(jpeg, side)
+            except ImportError:
+                with Image.open(jpeg) as im:
+                    im.draft("RGB", (side, side))
+                    return im.convert("RGB")
+
+        img = decode_draft()
+        t_draft = _median_ms(decode_draft, args.repeat)
+        t_full = _median_ms(decode_full, max(3, args.repeat // 5))
+        t_prep = _median_ms(lambda: prepare(img, spec), args.repeat)
+    print(f"bundle {bundle.model_id}: {spec.size} px, views {', '.join(spec.views)}; {args.threads} threads")
+    print(f"decode 24 MP JPEG, full resolution:       {t_full:8.1f} ms")
+    print(f"decode 24 MP JPEG, PIL draft (>= {side} px): {t_draft:8.1f} ms  ({img.size[0]}x{img.size[1]})")
+    print(f"preprocess ({len(spec.views)} views):                 {t_prep:8.1f} ms")
+    x1 = np.random.default_rng(0).normal(size=(1, 3, spec.size, spec.size)).astype(np.float32)
+    rows = {}
+    for views in sorted({1, len(spec.views)}):
+        for batch in (1, 16):
+            x = np.repeat(x1, views * batch, axis=0)
+            ms = _median_ms(lambda x=x: sess.run(None, {"images": x}), max(3, args.repeat // (batch // 4 + 1)))
+            rows[(views, batch)] = ms / batch
+            print(f"model, {views} view(s), batch {batch:2d}:           {ms / batch:8.1f} ms per photo")
+    per_photo = rows[(len(spec.views), 16)]
+    print(f"model ({len(spec.views)} views, batched) / draft decode:   {per_photo / t_draft:8.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
