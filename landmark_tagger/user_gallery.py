@@ -210,6 +210,8 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     if x.ndim == 1:
         x = x[None]
     n = np.linalg.norm(x, axis=1, keepdims=True)
+    if n.size and np.all(np.abs(n - 1.0) < 1e-5):
+        return x  # already unit length: keep the stored values bit for bit (export/import round trips)
     return x / np.maximum(n, 1e-12)
 
 
