@@ -337,8 +337,11 @@ class Scanner:
             ug = self.user_gallery
             if ug is None:
                 ug = _load_user_gallery(self.disk_catalog)
+            # With decoding workers on the other cores, one inference thread: onnxruntime's extra intra-op
+            # threads would spin-wait between batches on the cores the decoders need.
+            threads = 1 if self.workers > 1 else None
             self.recognizer = Recognizer(self.bundle, threshold=self.threshold, user_gallery=ug,
-                                         providers=self.providers)
+                                         providers=self.providers, threads=threads)
         return self.recognizer
 
     # -- run ------------------------------------------------------------------------------------------
