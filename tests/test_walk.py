@@ -7,10 +7,9 @@ import shutil
 import sys
 
 import pytest
+from conftest import camera_file
 
 from landmark_tagger.walk import walk
-
-from conftest import camera_file
 
 JPG = "nikon_d90_DSC_0003.JPG"
 RAW = "sony_a330_truncated_100k.arw"
@@ -111,3 +110,22 @@ def test_stale_temps_are_collected(tmp_path):
     (tmp_path / ".a.jpg.ltag-tmp-0123456789ab").write_bytes(b"partial")
     res = walk([tmp_path])
     assert res.stale_temps == {str(tmp_path): [".a.jpg.ltag-tmp-0123456789ab"]}
+
+
+def test_known_fast_path_counts_unchanged_folders_only(tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    for d in ("old", "new"):
+        shutil.copy(camera_file(JPG), tmp_path / d / "A.JPG")
+        shutil.copy(camera_file(RAW), tmp_path / d / "A.ARW")
+    known = {}
+    for d in ("old", "new"):
+        for n in ("A.JPG", "A.ARW"):
+            st = os.stat(tmp_path / d / n)
+            known[str(tmp_path / d / n)] = (st.st_size, st.st_mtime_ns)
+    shutil.copy(camera_file(JPG), tmp_path / "new" / "B.JPG")  # a new file: its folder is walked in full
+    os.utime(tmp_path / "new" / "A.ARW", ns=(1, 1))  # a changed companion stays in its group
+    res = walk([tmp_path], known=known)
+    assert res.unchanged == 2
+    assert _names(res) == [("A.JPG", ("A.ARW",)), ("B.JPG", ())]
+    assert all(g.primary.folder == str(tmp_path / "new") for g in res.groups)
