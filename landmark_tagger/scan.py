@@ -470,11 +470,11 @@ class Scanner:
     def _process(self, work: list[_Work], model_id: str) -> None:
         cat = self.catalog
         # Content of rows decided with this model: reused instead of decoded (moved, copied, touched files).
-        by_sha: dict[str, list[dict[str, Any]]] = {}
-        for row in cat.rows("SELECT * FROM photos WHERE sha256 IS NOT NULL AND model_id = ? AND status IN (?, ?)",
-                            (model_id, *DONE)):
-            by_sha.setdefault(row["sha256"], []).append(row)
-        self.by_sha = by_sha
+        # Only the hashes are loaded up front (the workers skip decoding those); rows are fetched by hash on a hit.
+        self.reuse = reuse = frozenset(sha for (sha,) in cat.conn.execute(
+            "SELECT sha256 FROM photos WHERE sha256 IS NOT NULL AND model_id = ? AND status IN (?, ?)",
+            (model_id, *DONE)))
+        self.model_id = model_id
         self.seen = {e.path for w in work for e in w.group.files}
         jobs_needed = [w for w in work]
         need_decode = any(w.decode for w in work)
@@ -484,7 +484,6 @@ class Scanner:
 
             spec = self.bundle.preprocess
             min_side = preprocess.min_decode_side(spec)
-        reuse = frozenset(by_sha)
         n_decode = sum(1 for w in work if w.decode)
         pool: Any
         if self.workers <= 1 or n_decode < 4:
@@ -535,9 +534,11 @@ class Scanner:
                 k += 1
             try:
                 new_rows, results = self._finish_group(w, dec, model_id)
-            except LtagError:  # defensive: one group's problem never stops the batch
+            except Exception as exc:  # noqa: BLE001 - one photo's problem never stops the batch
+                log.debug("processing %s failed", w.group.primary.path, exc_info=True)
+                msg = str(exc) if isinstance(exc, LtagError) else f"{type(exc).__name__}: {exc}"
                 new_rows = []
-                results = [FileResult(e_.path, w.group.key, "failed", error=str(e_)) for e_ in w.group.files]
+                results = [FileResult(e_.path, w.group.key, "failed", error=msg) for e_ in w.group.files]
             rows.extend(new_rows)
             if emb is not None and w.res["decoded_from"]:
                 emb_rows.append((w.group.primary.path, emb.astype("float32").tobytes(),
@@ -562,7 +563,10 @@ class Scanner:
             sha = res["sha"].get(e.path)
             if sha is None:
                 continue
-            cands = self.by_sha.get(sha)
+            if sha not in self.reuse:
+                continue
+            cands = self.catalog.rows("SELECT * FROM photos WHERE sha256 = ? AND model_id = ? AND status IN (?, ?) "
+                                      "ORDER BY id", (sha, self.model_id, *DONE))
             if not cands:
                 continue
             own = next((c for c in cands if c["path"] == e.path), None)
