@@ -268,3 +268,27 @@ def test_landmark_photos_are_recognised(tmp_path, cat, bundle):
     for n, r in res.items():
         kw = exif_keywords(photos / n)["hier"]
         assert (f"Landmarks|{r.landmark}" in kw) == (r.status == "tagged")
+
+
+@needs_exiftool
+def test_gps_places_keywords_and_iptc_location(tmp_path, cat, bundle):
+    """A GPS-tagged photo gets place keywords even when no landmark is recognised; --iptc-location fills the
+    empty location fields; (0, 0) GPS gives no place."""
+    from conftest import camera_sample
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copyfile(camera_sample("jpeg/exifsamples_gps_DSCN0010.jpg"), photos / "gps.jpg")
+    shutil.copyfile(camera_sample("jpeg/mei_Samsung_GT-I9000.jpg"), photos / "null_island.jpg")
+    rep, res = _scan([photos], cat, None, iptc_location=True, threshold=1.0)
+    g = res["gps.jpg"]
+    assert g.status == "unknown" and g.places == ["Italy", "Tuscany", "Arezzo"]
+    kw = exif_keywords(photos / "gps.jpg")
+    assert kw["subject"] == ["Italy", "Tuscany", "Arezzo"] and kw["hier"] == ["Places|Italy|Tuscany|Arezzo"]
+    out = subprocess.run([EXIFTOOL, "-j", "-G1", "-a", "-IPTC:City", "-IPTC:Country-PrimaryLocationName",
+                          "-XMP-photoshop:City", str(photos / "gps.jpg")], capture_output=True, text=True, check=True)
+    loc = json.loads(out.stdout)[0]
+    assert loc["XMP-photoshop:City"] == "Arezzo" and loc["IPTC:Country-PrimaryLocationName"] == "Italy"
+    assert res["null_island.jpg"].places == [] and res["null_island.jpg"].write_status == "none"
+    row = cat.photo_by_path(str(photos / "gps.jpg"))
+    assert (row["country"], row["city"]) == ("Italy", "Arezzo") and abs(row["gps_lat"] - 43.47) < 0.1
