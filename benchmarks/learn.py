@@ -49,8 +49,10 @@ def teach(ps: PhotoSet, rng: np.random.Generator, n_refs: int, distractors: bool
           **kw: float) -> tuple[UG.UserGallery, np.ndarray]:
     """A user gallery with ``n_refs`` random photos of each held-out label; returns it and the query indices."""
     q = kw.pop("quantile", UG.DEFAULT_DISTRACTOR_QUANTILE)
+    bgm = kw.pop("background_margin", UG.DEFAULT_BACKGROUND_MARGIN)
     g = UG.UserGallery(ps.model_id, bundle_threshold=ps.threshold, **kw)
     g.distractor_quantile = q
+    g.background_margin = bgm
     if distractors and DISTRACTORS is not None:
         g.distractors = DISTRACTORS
     queries = []
@@ -174,21 +176,24 @@ def main() -> None:
     if not args.no_sweep:
         sweep = []
         tune = range(100, 100 + max(5, args.seeds // 2))
-        for dis, q in ((True, 0.95), (True, 0.99), (True, 1.0), (False, 1.0)):
-            for ms in (0.3, 0.5, 0.6, 0.65, 0.7, 0.75, 0.8):
-                for mg in (-0.05, 0.0, 0.03):
-                    r = run(ps, tune, args.refs, known_idx, dis, min_similarity=ms, margin=mg, quantile=q)
-                    sweep.append({"distractors": dis, "quantile": q, "min_similarity": ms, "margin": mg, **r})
+        modes = [(False, None, 0.0), (True, None, 0.0), (True, None, 0.02), (True, None, 0.05), (True, 0.99, 0.0)]
+        for dis, q, bgm in modes:
+            for ms in (0.3, 0.4, 0.5, 0.6, 0.7):
+                mg = 0.0
+                r = run(ps, tune, args.refs, known_idx, dis, min_similarity=ms, margin=mg, quantile=q,
+                        background_margin=bgm)
+                sweep.append({"distractors": dis, "quantile": q, "background_margin": bgm, "min_similarity": ms,
+                              "margin": mg, **r})
         res["sweep_tuning_draws"] = sweep
         ok = [s for s in sweep if s["new"]["precision"] >= 0.97 and s["known"]["accuracy"] >= base_known["accuracy"]
               - 0.002 and s["known"]["precision"] >= base_known["precision"] - 0.002]
         if ok:
             best = max(ok, key=lambda s: s["new"]["accuracy"])
-            res["best_on_tuning"] = {"distractors": best["distractors"], "quantile": best["quantile"],
-                                     "min_similarity": best["min_similarity"], "margin": best["margin"],
-                                     **run(ps, seeds, args.refs, known_idx, best["distractors"],
-                                           min_similarity=best["min_similarity"], margin=best["margin"],
-                                           quantile=best["quantile"])}
+            res["best_on_tuning"] = {k: best[k] for k in ("distractors", "quantile", "background_margin",
+                                                          "min_similarity", "margin")}
+            res["best_on_tuning"].update(run(ps, seeds, args.refs, known_idx, best["distractors"],
+                                             min_similarity=best["min_similarity"], margin=best["margin"],
+                                             quantile=best["quantile"], background_margin=best["background_margin"]))
     res["retag"] = retag_timing(ps)
     if args.json:
         print(json.dumps(res, indent=1))
@@ -197,25 +202,25 @@ def main() -> None:
     print(f"model {ps.model_id}{tag}\nnew landmarks: {', '.join(ps.holdout)}; {args.refs} references each, "
           f"{args.seeds} draws; threshold {ps.threshold:.3f}\n")
     d = res["default"]
-    print(f"default (floor {d['min_similarity']}, margin {d['margin']}, {res['distractors']} distractors):")
+    print(f"default (floor {d['min_similarity']}, background of {res['distractors']} photos of the bundle's landmarks):")
     print(f"  new landmarks   top-1 accuracy {d['new']['accuracy']:.3f}  precision {d['new']['precision']:.3f}  "
           f"coverage {d['new']['coverage']:.3f}  ({d['new']['photos']} decisions)")
     print(f"  bundle's own    accuracy {d['known']['accuracy']:.3f} (without taught: {base_known['accuracy']:.3f})  "
           f"precision {d['known']['precision']:.3f} (without: {base_known['precision']:.3f})")
     w = res["default_without_distractors"]
-    print(f"  without distractors: new accuracy {w['new']['accuracy']:.3f} precision {w['new']['precision']:.3f}; "
+    print(f"  without background: new accuracy {w['new']['accuracy']:.3f} precision {w['new']['precision']:.3f}; "
           f"bundle's own accuracy {w['known']['accuracy']:.3f} precision {w['known']['precision']:.3f}")
     if "best_on_tuning" in res:
         b = res["best_on_tuning"]
-        print(f"best on tuning draws (distractors {b['distractors']} q{b['quantile']}, floor {b['min_similarity']}, margin "
-              f"{b['margin']}): new accuracy "
+        print(f"best on tuning draws (background {b['distractors']} margin {b['background_margin']}, threshold quantile "
+              f"{b['quantile']}, floor {b['min_similarity']}): new accuracy "
               f"{b['new']['accuracy']:.3f} precision {b['new']['precision']:.3f}; bundle's own accuracy "
               f"{b['known']['accuracy']:.3f}")
     if "sweep_tuning_draws" in res:
-        print("\nsweep (tuning draws): distractors floor margin | new acc prec cov | known acc prec")
+        print("\nsweep (tuning draws): background(margin) threshold-quantile floor | new acc prec cov | known acc prec")
         for s in res["sweep_tuning_draws"]:
-            print(f"  {'q' + str(s['quantile']) if s['distractors'] else 'no':6s} {s['min_similarity']:.2f} "
-                  f"{s['margin']:+.2f} | "
+            bgtxt = f"bg({s['background_margin']:.2f})" if s["distractors"] else "none"
+            print(f"  {bgtxt:9s} {str(s['quantile']):5s} {s['min_similarity']:.2f} | "
                   f"{s['new']['accuracy']:.3f} "
                   f"{s['new']['precision']:.3f} {s['new']['coverage']:.3f} | {s['known']['accuracy']:.3f} "
                   f"{s['known']['precision']:.3f}")

@@ -280,7 +280,7 @@ def learn(name: str, groups: Sequence[PhotoGroup], *, recognizer: Any, gallery_p
     gallery = UserGallery.load(gallery_path)
     gallery.bundle_threshold = float(recognizer.bundle.threshold)
     items = embed_groups(groups, recognizer, catalog=catalog, progress=progress)
-    gallery.distractors = _distractors(recognizer.bundle, catalog)
+    _refresh_background(gallery, recognizer.bundle, catalog)
     outcomes = []
     ok = [it for it in items if it.generic is not None and it.sha256 is not None]
     for it in items:
@@ -326,11 +326,13 @@ def forget(name: str, *, gallery_path: Path, catalog: Catalog | None = None) -> 
     return lm.name, len(lm.refs)
 
 
-def _distractors(bundle: Any, catalog: Catalog | None) -> np.ndarray:
+def _refresh_background(gallery: UserGallery, bundle: Any, catalog: Catalog | None) -> None:
+    """Give the gallery the freshest background (bundle-shipped or catalog photos); keep the old one if none."""
+    if len(gallery) and gallery.model_id and gallery.model_id != bundle.model_id:
+        return  # add() reports the model mismatch
     d = distractors_for(bundle, catalog)
-    if d is None:
-        return np.zeros((0, 0), np.float32)
-    return d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    if d is not None and len(d):
+        gallery.set_distractors(d)
 
 
 def _record_run(catalog: Catalog, kind: str, args: dict[str, Any], summary: dict[str, Any]) -> int:
@@ -380,7 +382,7 @@ def correct(photo: str | os.PathLike[str], right_name: str, *, recognizer: Any, 
         raise LearnError(f"Cannot learn from {group.primary.path}: {it.error}.")
     gallery = UserGallery.load(gallery_path)
     gallery.bundle_threshold = float(recognizer.bundle.threshold)
-    gallery.distractors = _distractors(recognizer.bundle, catalog)
+    _refresh_background(gallery, recognizer.bundle, catalog)
     removed = [n for n in gallery.remove_reference(it.sha256) if n.casefold() != right_name.casefold()]
     gallery.add(right_name, [Reference(it.sha256, group.primary.path, now_iso())], it.generic[None],
                 model_id=recognizer.bundle.model_id)

@@ -9,9 +9,11 @@ Scoring (one rule, measured in ``benchmarks/learn.py``):
 * a query's similarity to a taught landmark is its best cosine similarity among that landmark's
   references (k = 1);
 * each landmark has its own threshold on that similarity (:func:`landmark_threshold`), derived from how
-  close the nearest *other* landmark's references (and any distractor photos) come to its references
-  (its impostors), never lower than a global floor, and from its own references' leave-one-out
-  similarities (its spread, reported to the user);
+  close the nearest *other* taught landmark's references come to its references (its impostors), never
+  lower than a global floor; its references' leave-one-out similarities are kept as its spread;
+* background rule: photos of the bundle's own landmarks (generic features, from the bundle or from the
+  catalog's confidently tagged photos) are kept as a background; a query whose best reference is not closer
+  than its nearest background photo is not a taught landmark (its confidence is capped below the threshold);
 * the similarity is mapped onto the bundle's confidence scale by :func:`to_bundle_confidence`, so that a
   taught landmark's threshold maps to exactly the bundle's threshold: ``--min-confidence``, review and
   sequence consensus mean one thing for both kinds of landmark.
@@ -42,14 +44,19 @@ LABEL_PREFIX = "user:"
 
 #: Lowest threshold on the generic cosine similarity a taught landmark may get (the floor keeps photos of
 #: landmarks nobody taught untagged when a landmark has no close impostors). Calibrated in
-#: ``benchmarks/learn.py`` on the default bundle's ``generic`` features; a bundle may override it with
-#: ``labels.json`` -> ``user_gallery.min_similarity``.
+#: ``benchmarks/learn.py`` on the default bundle's ``generic`` features.
 DEFAULT_MIN_SIMILARITY = 0.70
 #: How far above its nearest impostor a landmark's threshold sits (generic cosine similarity).
 DEFAULT_IMPOSTOR_MARGIN = 0.0
-#: Distractors (photos of the bundle's landmarks): the threshold sits at this quantile of their best similarities
-#: to the landmark's references (the max of thousands of distractors is an outlier: label noise, collages).
-DEFAULT_DISTRACTOR_QUANTILE = 0.99
+#: Optional: distractors also raise each landmark's threshold to this quantile of their best similarities to its
+#: references (None: off; measured in benchmarks/learn.py, the per-query background rule below wins).
+DEFAULT_DISTRACTOR_QUANTILE: float | None = None
+#: Background rule: a photo is a taught landmark only if its best reference is closer than every background photo
+#: (generic features of photos of the bundle's own landmarks) by at least this much; else its confidence is
+#: capped just below the threshold.
+DEFAULT_BACKGROUND_MARGIN = 0.0
+#: Most background photos kept in the gallery file (float16).
+MAX_BACKGROUND = 4000
 #: Highest threshold a landmark may get, whatever its impostors (above this almost nothing matches).
 MAX_THRESHOLD = 0.92
 #: The bundle threshold assumed until the gallery is bound to a bundle (the scoring module's default).
@@ -232,9 +239,9 @@ class UserGallery:
         model_id: the bundle whose ``generic`` features the references are (None while empty).
         bundle_threshold: that bundle's threshold (its confidence scale; set by :meth:`bind`, saved).
         min_similarity: the global floor of every landmark's threshold.
-        distractors: (M, G) generic features of photos known to show none of the taught landmarks (e.g. the
-            bundle's own landmarks): impostors for every landmark's threshold. Set by the caller before a change
-            (:meth:`set_distractors`); not saved (only their count): thresholds are saved and reused as they are.
+        distractors: (M, G) generic features of photos known to show none of the taught landmarks (photos of the
+            bundle's own landmarks), set by :meth:`set_distractors` and saved (float16). They are the *background*:
+            a photo closer to one of them than to a landmark's best reference is not that landmark.
     """
 
     def __init__(self, model_id: str | None = None, *, min_similarity: float = DEFAULT_MIN_SIMILARITY,
@@ -248,6 +255,7 @@ class UserGallery:
         self.distractors = np.zeros((0, 0), np.float32)
         self.n_distractors = 0
         self.distractor_quantile = DEFAULT_DISTRACTOR_QUANTILE
+        self.background_margin = DEFAULT_BACKGROUND_MARGIN
         self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # -- queries --------------------------------------------------------------------------------
@@ -342,12 +350,14 @@ class UserGallery:
         return touched
 
     def set_distractors(self, vectors: np.ndarray | None) -> None:
-        """Use these generic features as impostors of every landmark (e.g. the bundle's landmarks) and
-        recompute every threshold."""
+        """Use these generic features as the background (see :attr:`distractors`; at most :data:`MAX_BACKGROUND`,
+        spread evenly) and recompute every threshold."""
         if vectors is None or not len(vectors):
             self.distractors = np.zeros((0, 0), np.float32)
         else:
             v = _normalise(vectors)
+            if len(v) > MAX_BACKGROUND:
+                v = v[np.linspace(0, len(v) - 1, MAX_BACKGROUND).astype(np.int64)]
             self._check_model(self.model_id, v.shape[1])
             self.distractors = v
         self.calibrate()
@@ -372,9 +382,11 @@ class UserGallery:
         for i, lm in enumerate(items):
             others = [o.vectors for j, o in enumerate(items) if j != i and o.vectors.size]
             impostors = np.concatenate(others) if others else None
-            if self.distractors.size and lm.vectors.size:
+            if self.distractor_quantile is None:
+                dist: float | None = None
+            elif self.distractors.size and lm.vectors.size:
                 best = (self.distractors @ lm.vectors.T).max(axis=1)
-                dist: float | None = float(np.quantile(best, self.distractor_quantile))
+                dist = float(np.quantile(best, self.distractor_quantile))
             else:
                 dist = _finite_or_none(lm.stats.get("distractor")) if lm.stats else None
             thr, stats = landmark_threshold(lm.vectors, impostors, min_similarity=self.min_similarity,
@@ -431,9 +443,15 @@ class UserGallery:
         if not names or n == 0:
             return UserScores(idx, sim, conf, ref, names)
         _, _, thr = self._flatten()
+        bg = self.distractors if self.distractors.size and self.distractors.shape[1] == generic.shape[1] else None
         for a in range(0, n, chunk):
             best, arg = self.similarities(generic[a:a + chunk])
             c = to_bundle_confidence(best, thr[None, :], bundle_threshold)
+            if bg is not None:
+                # background rule: closer to a photo of another (bundle) landmark than to the references
+                nearest_bg = (_normalise(generic[a:a + chunk]) @ bg.T).max(axis=1)
+                blocked = best < (nearest_bg + self.background_margin)[:, None]
+                c = np.where(blocked, np.minimum(c, np.float32(bundle_threshold * 0.98)), c)
             k = c.argmax(axis=1)
             rows = np.arange(len(k))
             idx[a:a + chunk] = k
@@ -486,10 +504,13 @@ class UserGallery:
         self.n_distractors = int(len(self.distractors)) if self.distractors.size else self.n_distractors
         doc = {"format": FORMAT, "version": FORMAT_VERSION, "model_id": self.model_id,
                "min_similarity": self.min_similarity, "margin": self.margin,
-               "bundle_threshold": self.bundle_threshold, "distractors": self.n_distractors, "saved_at": _now(),
+               "bundle_threshold": self.bundle_threshold, "distractors": self.n_distractors,
+               "background_margin": self.background_margin, "saved_at": _now(),
                "landmarks": [lm.to_json() for lm in items]}
         buf = io.BytesIO()
-        np.savez_compressed(buf, vectors=vectors, meta=np.frombuffer(json.dumps(doc, ensure_ascii=False).encode("utf-8"), np.uint8))
+        background = (self.distractors.astype(np.float16) if self.distractors.size
+                      else np.zeros((0, dim), np.float16))
+        np.savez_compressed(buf, vectors=vectors, background=background, meta=np.frombuffer(json.dumps(doc, ensure_ascii=False).encode("utf-8"), np.uint8))
         return buf.getvalue()
 
     @classmethod
@@ -498,6 +519,7 @@ class UserGallery:
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 meta = json.loads(bytes(z["meta"]).decode("utf-8"))
                 vectors = np.asarray(z["vectors"], np.float32)
+                background = np.asarray(z["background"], np.float32) if "background" in z.files else None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError) as e:
             raise UserGalleryError(f"{source} is not an ltag user gallery ({e}).") from e
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -527,7 +549,10 @@ class UserGallery:
         if start != len(vectors):
             raise UserGalleryError(f"{source} is damaged: {len(vectors) - start} vectors without a reference.")
         g.n_distractors = int(meta.get("distractors", 0) or 0)
-        return g  # thresholds as saved (computed with the distractors of that time)
+        g.background_margin = float(meta.get("background_margin", DEFAULT_BACKGROUND_MARGIN))
+        if background is not None and background.size:
+            g.distractors = background / np.maximum(np.linalg.norm(background, axis=1, keepdims=True), 1e-12)
+        return g  # thresholds as saved
 
     @classmethod
     def load(cls, path: Path | str) -> UserGallery:

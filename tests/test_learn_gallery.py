@@ -85,7 +85,7 @@ def test_save_load_export_import_round_trip_without_pickle(tmp_path):
     p = tmp_path / "catalog.gallery.npz"
     g.save(p)
     with zipfile.ZipFile(p) as z:  # plain arrays: loadable with allow_pickle=False
-        assert sorted(z.namelist()) == ["meta.npy", "vectors.npy"]
+        assert sorted(z.namelist()) == ["background.npy", "meta.npy", "vectors.npy"]
     h = UserGallery.load(p)
     assert h.model_id == "m1" and h.names() == g.names()
     for name in g.names():
@@ -125,20 +125,39 @@ def test_missing_file_is_empty_and_garbage_is_reported(tmp_path):
         UserGallery.load(other)
 
 
-def test_distractors_raise_thresholds_and_survive_a_forget_without_them():
+def test_background_blocks_photos_closer_to_another_landmark_and_is_saved():
     rng = np.random.default_rng(5)
     a, b = _unit(rng, 2)
     g = UserGallery(min_similarity=0.3)
     g.add("A", _refs("a", 3), _unit(rng, 3, around=a, spread=0.3), model_id="m1")
+    lookalike_centre = _unit(rng, 1, around=a, spread=1.2)[0]  # another landmark that resembles A
+    q_a = _unit(rng, 4, around=a, spread=0.3)
+    q_look = _unit(rng, 4, around=lookalike_centre, spread=0.05)
+    assert (g.score(q_look, 0.5).similarity > 0.3).all()  # without background: above A's floor
+    g.set_distractors(_unit(rng, 6, around=lookalike_centre, spread=0.05))  # photos of the lookalike
+    sc_a, sc_look = g.score(q_a, 0.5), g.score(q_look, 0.5)
+    assert (sc_a.confidence >= 0.5).all()  # photos of A are still A
+    assert (sc_look.confidence < 0.5).all()  # photos of the lookalike are nearer the background: blocked
+    h = UserGallery.from_bytes(g.to_bytes())  # the background is saved (float16) with the gallery
+    assert h.distractors.shape == g.distractors.shape
+    assert (h.score(q_look, 0.5).confidence < 0.5).all() and (h.score(q_a, 0.5).confidence >= 0.5).all()
+
+
+def test_distractor_quantile_option_raises_thresholds_and_survives_a_forget():
+    rng = np.random.default_rng(6)
+    a, b = _unit(rng, 2)
+    g = UserGallery(min_similarity=0.3)
+    g.distractor_quantile = 1.0  # the closest distractor counts
+    g.add("A", _refs("a", 3), _unit(rng, 3, around=a, spread=0.3), model_id="m1")
     g.add("B", _refs("b", 3), _unit(rng, 3, around=b, spread=0.3), model_id="m1")
     t_before = g.get("A").threshold
-    lookalike = _unit(rng, 4, around=a, spread=0.6)  # photos of another landmark that resemble A
-    g.distractor_quantile = 1.0  # the closest distractor counts
+    lookalike = _unit(rng, 4, around=a, spread=0.6)
     g.set_distractors(lookalike)
     closest = float((lookalike @ g.get("A").vectors.T).max())
     assert g.get("A").threshold == pytest.approx(min(max(t_before, closest), MAX_THRESHOLD))
     assert g.get("A").threshold > t_before and g.get("A").stats["distractor"] == pytest.approx(closest)
-    saved = UserGallery.from_bytes(g.to_bytes())  # distractors are not stored, their effect is
-    assert saved.get("A").threshold == pytest.approx(g.get("A").threshold)
-    saved.remove("B")  # recalibration without the distractors at hand keeps A's threshold
+    saved = UserGallery.from_bytes(g.to_bytes())
+    saved.distractors = np.zeros((0, 0), np.float32)  # recalibration without them keeps the recorded value
+    saved.distractor_quantile = 1.0
+    saved.remove("B")
     assert saved.get("A").threshold == pytest.approx(g.get("A").threshold)
