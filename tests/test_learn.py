@@ -237,3 +237,26 @@ def test_correct_replaces_the_wrong_tag_in_the_file_and_is_undoable(tmp_path, bu
         assert g.get("Lotus Temple (mine)").refs[0].sha256 == fsutil.sha256_bytes(before)
         undo(cat, run_id=rep.run_id)
         assert photo.read_bytes() == before  # byte-exact
+
+
+def test_background_comes_from_confidently_tagged_catalog_photos(tmp_path, rec):
+    from landmark_tagger.scan import scan
+
+    copy_to(tmp_path / "trip", landmark_files("taj_mahal", 4))
+    lotus = copy_to(tmp_path / "new", landmark_files("lotus_temple", 2))
+    with open_catalog(tmp_path / "catalog.db") as cat:
+        scan([str(tmp_path / "trip")], catalog=cat, bundle=rec.bundle, recognizer=rec, workers=1, write=False)
+        confident = cat.rows("SELECT p.id FROM photos p JOIN embeddings e ON e.photo_id = p.id WHERE p.label IS NOT "
+                             "NULL AND p.confidence >= ?", (rec.bundle.threshold + learn.DISTRACTOR_MARGIN,))
+        bg = learn.distractors_for(rec.bundle, cat)
+        if not confident:
+            assert bg is None or len(bg) == 0
+            pytest.skip("the bundle tagged none of these photos confidently")
+        assert bg.shape == (len(confident), rec.bundle.generic_dim)
+        gp = tmp_path / "catalog.gallery.npz"
+        learn.learn("Our Lotus", learn.collect(lotus)[0], recognizer=rec, gallery_path=gp, catalog=cat)
+        g = UserGallery.load(gp)
+        assert g.distractors.shape == bg.shape  # kept with the gallery as its background
+        # the background photos themselves are not taken for the taught landmark
+        sc = g.score(bg, rec.bundle.threshold)
+        assert (sc.confidence < rec.bundle.threshold).all()
