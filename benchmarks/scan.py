@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import sqlite3
 import subprocess
@@ -39,15 +40,68 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNS = REPO_ROOT / "runs"
 
 
-def _ltag(*args: Any) -> tuple[float, str, str]:
-    """Run ``ltag`` as a user does; returns (wall seconds, stdout, stderr)."""
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _tree_cpu(root: int, seen: dict[int, float]) -> None:
+    """Record the CPU seconds (utime + stime) of ``root`` and every descendant now (Linux /proc)."""
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        parent[int(d)] = int(fields[1])
+        cpu[int(d)] = (int(fields[11]) + int(fields[12])) / _TICK
+    for pid, c in cpu.items():
+        p, hops = pid, 0
+        while p and p != root and hops < 64:
+            p, hops = parent.get(p, 0), hops + 1
+        if p == root:
+            seen[pid] = max(seen.get(pid, 0.0), c)
+
+
+def _ltag(*args: Any) -> tuple[float, float]:
+    """Run ``ltag`` as a user does; returns (wall seconds, CPU seconds of the command and all its worker
+    processes: the process tree is sampled from /proc every 50 ms, and the command's own total comes from wait4)."""
+    import threading
+
     cmd = [sys.executable, "-m", "landmark_tagger", *map(str, args)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"ltag {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return wall, proc.stdout, proc.stderr
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        seen: dict[int, float] = {}
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.05):
+                if os.path.isdir("/proc"):
+                    _tree_cpu(proc.pid, seen)
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        stop.set()
+        th.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"ltag {' '.join(map(str, args))} failed ({proc.returncode}):\n"
+                             f"{err.read().decode(errors='replace')[-3000:]}")
+    # Both are lower bounds of the tree's CPU time: wait4 counts the command and the children it reaped, the
+    # samples count every process of the tree up to its last 50 ms. The larger one is the better estimate.
+    return wall, max(ru.ru_utime + ru.ru_stime, sum(seen.values()))
+
+
+def _cpu(who: int) -> float:
+    ru = resource.getrusage(who)
+    return ru.ru_utime + ru.ru_stime
 
 
 def _ltag_rss(*args: Any) -> tuple[float, int, int]:
@@ -96,27 +150,33 @@ def archive_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
     _warm(files)
     originals = _sha_all(files)
 
+    c0 = _cpu(resource.RUSAGE_CHILDREN) + _cpu(resource.RUSAGE_SELF)
     ceiling = decode_ceiling(photos, min_side=min_side, workers=workers)
-    print(f"decode-only ceiling : {ceiling['files_per_s']:7.2f} photos/s ({ceiling['seconds']:.1f} s)", flush=True)
+    cpu_ceiling = _cpu(resource.RUSAGE_CHILDREN) + _cpu(resource.RUSAGE_SELF) - c0
+    print(f"decode-only ceiling : {ceiling['files_per_s']:7.2f} photos/s ({ceiling['seconds']:.1f} s; "
+          f"{cpu_ceiling / len(photos) * 1000:.0f} ms CPU/photo)", flush=True)
 
     tmp = Path(tempfile.mkdtemp(prefix="ltag-bench-"))
     try:
         model_args = ["--model", args.model] if args.model else []
-        wall_nw, _, err = _ltag("scan", dest, "--db", tmp / "nowrite.db", "--no-write", "--workers", workers,
-                                   *model_args)
+        wall_nw, cpu_nw = _ltag("scan", dest, "--db", tmp / "nowrite.db", "--no-write", "--workers", workers,
+                                *model_args)
         nw = len(photos) / wall_nw
-        print(f"ltag scan --no-write: {nw:7.2f} photos/s ({wall_nw:.1f} s, whole command)", flush=True)
+        print(f"ltag scan --no-write: {nw:7.2f} photos/s ({wall_nw:.1f} s, whole command; "
+              f"{cpu_nw / len(photos) * 1000:.0f} ms CPU/photo)", flush=True)
         assert _sha_all(files) == originals, "--no-write changed a file"
 
-        wall_w, _, err = _ltag("scan", dest, "--db", tmp / "write.db", "--workers", workers, *model_args)
+        wall_w, cpu_w = _ltag("scan", dest, "--db", tmp / "write.db", "--workers", workers, *model_args)
         wr = len(photos) / wall_w
         con = sqlite3.connect(tmp / "write.db")
         written = con.execute("SELECT COUNT(*) FROM changes WHERE state = 'applied'").fetchone()[0]
         tagged = con.execute("SELECT COUNT(*) FROM photos WHERE status = 'tagged' AND role = 'primary'").fetchone()[0]
+        undo_kb = (con.execute("SELECT SUM(LENGTH(undo)) FROM changes").fetchone()[0] or 0) / max(written, 1) / 1024
         con.close()
-        print(f"ltag scan (writing) : {wr:7.2f} photos/s ({wall_w:.1f} s; {written} files/sidecars written, "
-              f"{tagged}/{len(photos)} photos tagged)", flush=True)
-        wall_u, _, _ = _ltag("undo", "--db", tmp / "write.db")
+        print(f"ltag scan (writing) : {wr:7.2f} photos/s ({wall_w:.1f} s; {cpu_w / len(photos) * 1000:.0f} ms CPU/photo; "
+              f"{written} files/sidecars written, {tagged}/{len(photos)} photos tagged; undo store "
+              f"{undo_kb:.1f} KB per file)", flush=True)
+        wall_u, _ = _ltag("undo", "--db", tmp / "write.db")
         restored = _sha_all(files)
         leftovers = [p for p in dest.rglob("*.xmp")]
         assert restored == originals and not leftovers, "undo did not restore the archive byte for byte"
@@ -125,9 +185,11 @@ def archive_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
     naive_paths = photos[: args.naive_limit] if args.naive_limit else photos
+    s0 = _cpu(resource.RUSAGE_SELF)
     naive = naive_decode(naive_paths, size=bundle.preprocess.size)
-    print(f"naive pipeline      : {naive['files_per_s']:7.2f} photos/s ({len(naive_paths)} photos, one at a time)",
-          flush=True)
+    cpu_naive = _cpu(resource.RUSAGE_SELF) - s0
+    print(f"naive pipeline      : {naive['files_per_s']:7.2f} photos/s ({len(naive_paths)} photos, one at a time; "
+          f"{cpu_naive / len(naive_paths) * 1000:.0f} ms CPU/photo)", flush=True)
     out.update(photos=len(photos), files=len(files), gigabytes=round(nbytes / 1e9, 2), workers=workers,
                cores=os.cpu_count(), model_id=bundle.model_id,
                ceiling_photos_per_s=round(ceiling["files_per_s"], 2),
@@ -135,10 +197,20 @@ def archive_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
                naive_photos_per_s=round(naive["files_per_s"], 2),
                no_write_vs_ceiling=round(nw / ceiling["files_per_s"], 3),
                no_write_vs_naive=round(nw / naive["files_per_s"], 2),
-               write_vs_ceiling=round(wr / ceiling["files_per_s"], 3))
+               write_vs_ceiling=round(wr / ceiling["files_per_s"], 3),
+               cpu_ms_per_photo={"ceiling": round(cpu_ceiling / len(photos) * 1000),
+                                 "no_write": round(cpu_nw / len(photos) * 1000),
+                                 "write": round(cpu_w / len(photos) * 1000),
+                                 "naive": round(cpu_naive / len(naive_paths) * 1000)},
+               undo_kb_per_file=round(undo_kb, 2), load_avg_1m=round(os.getloadavg()[0], 2))
     print(f"ratios: no-write / ceiling = {out['no_write_vs_ceiling']:.2f} (target >= 0.8), "
           f"no-write / naive = {out['no_write_vs_naive']:.1f}x (target >= 5), "
           f"writing / ceiling = {out['write_vs_ceiling']:.2f} (target >= 0.6)", flush=True)
+    c = out["cpu_ms_per_photo"]
+    print(f"by CPU time (independent of other load on the machine): no-write / ceiling = "
+          f"{c['ceiling'] / c['no_write']:.2f}, writing / ceiling = {c['ceiling'] / c['write']:.2f}, "
+          f"naive / no-write = {c['naive'] / c['no_write']:.1f}x per core ({workers} cores in parallel for the scan); "
+          f"load average while measuring: {out['load_avg_1m']}", flush=True)
 
 
 # ------------------------------------------------------------------------------------------------- rescan
