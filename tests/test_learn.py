@@ -260,3 +260,19 @@ def test_background_comes_from_confidently_tagged_catalog_photos(tmp_path, rec):
         # the background photos themselves are not taken for the taught landmark
         sc = g.score(bg, rec.bundle.threshold)
         assert (sc.confidence < rec.bundle.threshold).all()
+
+
+def test_learn_from_search(tmp_path, rec):
+    from landmark_tagger.scan import scan
+
+    copy_to(tmp_path / "2023" / "lotus-trip", landmark_files("lotus_temple", 3), prefix="lotus ")
+    copy_to(tmp_path / "2023" / "other", landmark_files("hawa_mahal", 2), prefix="palace ")
+    with open_catalog(tmp_path / "catalog.db") as cat:
+        scan([str(tmp_path / "2023")], catalog=cat, bundle=rec.bundle, recognizer=rec, workers=1, write=False)
+        groups, problems = learn.collect([], from_search="lotus -palace", catalog=cat)  # file names
+        assert problems == [] and len(groups) == 3
+        assert all("lotus-trip" in g.primary.path for g in groups)
+        rep = learn.learn("Our Lotus", groups, recognizer=rec, gallery_path=tmp_path / "g.npz", catalog=cat)
+        assert rep.added == 3 and all(p.reused for p in rep.photos)
+        _, problems = learn.collect([], from_search="nothingmatchesthis", catalog=cat)
+        assert problems == ["the search 'nothingmatchesthis' found no photos"]
