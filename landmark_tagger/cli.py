@@ -65,6 +65,8 @@ def main() -> None:
     """Console-script entry point."""
     try:
         rc = app(standalone_mode=False)  # click returns a command's typer.Exit code instead of raising it
+        if rc == 130:  # typer turns Ctrl-C into Exit(130)
+            raise KeyboardInterrupt
         if isinstance(rc, int) and rc:
             sys.exit(rc)
     except LtagError as e:

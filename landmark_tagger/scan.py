@@ -29,8 +29,10 @@ import gc
 import json
 import logging
 import os
+import queue
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -495,20 +497,79 @@ class Scanner:
         by_gi = {w.gi: w for w in work}
         batch: list[_Work] = []
         n_arrays = 0
+        # Batches are recognised, written and committed by one consumer thread while this thread keeps
+        # collecting decoded photos: inference (onnxruntime) and file writes (fsync) release the GIL, so a slow
+        # disk or a model batch does not stall the decoding workers. Only the consumer touches the catalog.
+        todo: queue.Queue[list[_Work] | None] = queue.Queue(maxsize=2)
+        failure: list[BaseException] = []
+
+        def consume() -> None:
+            while True:
+                item = todo.get()
+                if item is None:
+                    return
+                try:
+                    self._flush(item, model_id)
+                except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                    failure.append(e)
+                    return
+
+        consumer = threading.Thread(target=consume, name="ltag-scan-writer", daemon=True)
+        consumer.start()
+
+        def hand_over(b: list[_Work]) -> None:
+            while consumer.is_alive():
+                try:
+                    todo.put(b, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+            raise failure[0] if failure else RuntimeError("the scan's writer thread stopped")
+
+        interrupted = True
         try:
             for res in pool.map(jobs):
+                if failure:
+                    raise failure[0]
                 w = by_gi.pop(res["gi"])
                 w.res = res
                 batch.append(w)
                 if res["array"] is not None:
                     n_arrays += 1
                 if n_arrays >= self.batch_size or len(batch) >= self.batch_size * 4:
-                    self._flush(batch, model_id)
+                    hand_over(batch)
                     batch, n_arrays = [], 0
             if batch:
-                self._flush(batch, model_id)
+                hand_over(batch)
+            interrupted = False
         finally:
+            if interrupted:  # Ctrl-C or an error: finish only the batch in progress
+                while True:
+                    try:
+                        todo.get_nowait()
+                    except queue.Empty:
+                        break
+            again = False
+            while consumer.is_alive():
+                try:
+                    todo.put(None, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+                except KeyboardInterrupt:
+                    again = True
+            # Wait for the batch in progress even through another Ctrl-C: leaving the thread running inside
+            # onnxruntime while the interpreter exits would abort the process.
+            while consumer.is_alive():
+                try:
+                    consumer.join()
+                except KeyboardInterrupt:
+                    again = True
             pool.close()
+            if again and not interrupted:
+                raise KeyboardInterrupt
+        if failure:
+            raise failure[0]
 
     def _flush(self, batch: list[_Work], model_id: str) -> None:
         """Recognise the batch's decoded photos, write keywords, then commit the batch's rows."""
