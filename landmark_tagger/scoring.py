@@ -87,20 +87,47 @@ class ScoringRule:
         return cls(str(d["rule"]), int(d["k"]), Calibration.from_dict(d["calibration"]), float(d["threshold"]))
 
 
-def exclude_labels(sims: np.ndarray, labels: np.ndarray, exclude: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def exclude_labels(sims: np.ndarray, labels: np.ndarray, exclude: np.ndarray, k: int,
+                   site: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Drop each query's hits of one label (``exclude[i]``) and keep the first ``k`` remaining.
 
     The open-set stand-in: a query scored against a gallery without its own landmark must come out unknown.
-    Missing hits are padded with similarity -1 and label -1.
+    With ``site`` (label index -> site id), every label of the excluded label's site goes too: landmarks a few
+    hundred metres apart (the Qutub complex) share views, and a photo of an unknown landmark does not show a
+    known one next to it. Missing hits are padded with similarity -1 and label -1.
     """
     n = sims.shape[0]
     out_s = np.full((n, k), -1.0, dtype=np.float32)
     out_l = np.full((n, k), -1, dtype=np.int64)
+    if site is not None:
+        site = np.asarray(site)
+        hit_site = np.where(labels >= 0, site[np.clip(labels, 0, None)], -1)
+        labels_cmp, exclude_cmp = hit_site, site[np.asarray(exclude)]
+    else:
+        labels_cmp, exclude_cmp = labels, exclude
     for i in range(n):
-        keep = labels[i] != exclude[i]
+        keep = (labels_cmp[i] != exclude_cmp[i]) & (labels[i] >= 0)
         s, lab = sims[i][keep][:k], labels[i][keep][:k]
         out_s[i, :len(s)], out_l[i, :len(lab)] = s, lab
     return out_s, out_l
+
+
+def sites_from_coordinates(lat: list[float | None], lon: list[float | None], km: float = 0.3) -> np.ndarray:
+    """Site id per label: labels whose coordinates lie within ``km`` of each other (single linkage) share one."""
+    n = len(lat)
+    site = np.arange(n)
+
+    def dist(i: int, j: int) -> float:
+        p1, p2 = np.radians([lat[i], lon[i]]), np.radians([lat[j], lon[j]])
+        a = np.sin((p2[0] - p1[0]) / 2) ** 2 + np.cos(p1[0]) * np.cos(p2[0]) * np.sin((p2[1] - p1[1]) / 2) ** 2
+        return float(6371.0 * 2 * np.arcsin(np.sqrt(a)))
+
+    for i in range(n):
+        for j in range(i + 1, n):
+            if None not in (lat[i], lon[i], lat[j], lon[j]) and dist(i, j) <= km:
+                old, new = max(site[i], site[j]), min(site[i], site[j])
+                site[site == old] = new
+    return site
 
 
 def label_scores(sims: np.ndarray, labels: np.ndarray, rule: str) -> tuple[np.ndarray, np.ndarray]:

@@ -47,7 +47,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 200             # steps
     num_threads: int = 0                    # torch intra-op threads (0: torch default)
-    tta_views: list[str] = field(default_factory=lambda: ["full", "flip", "zoom1.15"])
+    tta_views: list[str] = field(default_factory=lambda: ["center", "flip", "zoom1.15"])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -78,7 +78,7 @@ PRESETS: dict[str, TrainConfig] = {
     "b7-gldv2": TrainConfig(preset="b7-gldv2", backbone="tf_efficientnet_b7", pretrained=True, img_size=512,
                             epochs=10, batch_size=32, lr=0.01, arcface_m=0.3, arcface_s=30.0, embed_dim=512,
                             min_images_per_class=2, split_fractions=(0.9, 0.05, 0.05), checkpoint_every=2000,
-                            tta_views=["full"]),
+                            tta_views=["center"]),
 }
 
 

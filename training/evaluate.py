@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 TARGET_PRECISION = 0.99
 THRESHOLD_CONF = 0.5
 SEARCH_K = 10          # neighbours the rules look at
+SITE_KM = 0.3          # landmarks closer than this share a site (removed together in the open-set stand-in)
 SEARCH_K_WIDE = 200    # neighbours fetched so that one label can be removed (open-set stand-in)
 
 
@@ -122,12 +123,12 @@ def clean_gallery(emb: np.ndarray, labels: np.ndarray, groups: np.ndarray, votes
 
 
 def query_scores(gallery: np.ndarray, gallery_labels: np.ndarray, queries: np.ndarray, true: np.ndarray,
-                 rule: str, k: int = SEARCH_K) -> dict[str, np.ndarray]:
-    """Known and open-set (own label removed) scores of queries: pred/raw for both."""
+                 rule: str, k: int = SEARCH_K, site: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Known and open-set (own label, or with ``site`` its whole site, removed) scores: pred/raw for both."""
     sims, idx = _search(gallery, queries, SEARCH_K_WIDE)
     labs = np.where(idx >= 0, gallery_labels[np.clip(idx, 0, None)], -1)
     pred, raw = label_scores(sims[:, :k], labs[:, :k], rule)
-    s_open, l_open = exclude_labels(sims, labs, true, k)
+    s_open, l_open = exclude_labels(sims, labs, true, k, site)
     pred_o, raw_o = label_scores(s_open, l_open, rule)
     return {"pred": pred, "raw": raw, "pred_open": pred_o, "raw_open": raw_o}
 
@@ -145,7 +146,7 @@ def _ci(pc) -> str:
 
 def evaluate_embeddings(emb: np.ndarray, split: np.ndarray, labels: np.ndarray, groups: np.ndarray,
                         holdout: np.ndarray, rules: tuple[str, ...] = RULES, rule: str | None = None,
-                        clean: bool = True, target: float = TARGET_PRECISION) -> dict:
+                        clean: bool = True, target: float = TARGET_PRECISION, site: np.ndarray | None = None) -> dict:
     """Full protocol on precomputed embeddings.
 
     Args:
@@ -155,6 +156,7 @@ def evaluate_embeddings(emb: np.ndarray, split: np.ndarray, labels: np.ndarray, 
         groups: (N,) near-duplicate group id.
         holdout: (N,) True for photos of classes left out of training.
         rules: rules to compare; ``rule`` forces one.
+        site: (C,) site id per class for the open-set stand-in (:func:`landmark_tagger.scoring.exclude_labels`).
 
     Returns:
         A report dict (JSON-serialisable) with the chosen ScoringRule under ``"scoring"`` and the gallery mask.
@@ -168,10 +170,10 @@ def evaluate_embeddings(emb: np.ndarray, split: np.ndarray, labels: np.ndarray, 
                     "rules": {}, "target_precision": target}
     best = None
     for r in ([rule] if rule else list(rules)):
-        sc = query_scores(g_emb, g_lab, emb[ca], labels[ca], r)
+        sc = query_scores(g_emb, g_lab, emb[ca], labels[ca], r, site=site)
         t = calibrate(sc, labels[ca], target)
         known = precision_coverage(sc["raw"], sc["pred"] == labels[ca], t)
-        rs = query_scores(g_emb, g_lab, emb[rp], labels[rp], r)
+        rs = query_scores(g_emb, g_lab, emb[rp], labels[rp], r, site=site)
         rep = precision_coverage(rs["raw"], rs["pred"] == labels[rp], t)
         report["rules"][r] = {"raw_threshold": t, "calib_coverage": known.coverage, "calib_precision": known.precision,
                               "report_coverage": rep.coverage, "report_precision": rep.precision}
@@ -191,7 +193,7 @@ def evaluate_embeddings(emb: np.ndarray, split: np.ndarray, labels: np.ndarray, 
         report["target_reached"] = True
     calib = fit_calibration(t, sc["raw_open"], sc["raw"][sc["pred"] == labels[ca]], THRESHOLD_CONF)
     scoring = ScoringRule(r, SEARCH_K, calib, THRESHOLD_CONF)
-    report.update(_report_split(g_emb, g_lab, emb, labels, rp, holdout, scoring))
+    report.update(_report_split(g_emb, g_lab, emb, labels, rp, holdout, scoring, site))
     report["scoring"] = scoring.to_dict()
     report["gallery_keep"] = keep
     return report
@@ -202,8 +204,8 @@ def _conf(scoring: ScoringRule, raw: np.ndarray) -> np.ndarray:
     return np.where(finite, scoring.calibration.confidence(np.where(finite, raw, 0.0)), 0.0)
 
 
-def _report_split(g_emb, g_lab, emb, labels, rp, holdout, scoring: ScoringRule) -> dict:
-    sc = query_scores(g_emb, g_lab, emb[rp], labels[rp], scoring.rule, scoring.k)
+def _report_split(g_emb, g_lab, emb, labels, rp, holdout, scoring: ScoringRule, site=None) -> dict:
+    sc = query_scores(g_emb, g_lab, emb[rp], labels[rp], scoring.rule, scoring.k, site)
     true = labels[rp]
     conf, conf_o = _conf(scoring, sc["raw"]), _conf(scoring, sc["raw_open"])
     thr = scoring.threshold - 1e-9
@@ -226,7 +228,7 @@ def _report_split(g_emb, g_lab, emb, labels, rp, holdout, scoring: ScoringRule) 
              f"GAP {out['report']['gap']:.3f}",
              f"at threshold {scoring.threshold} ({scoring.rule}): precision {_ci(pc)}, tagged {pc.coverage:.1%} "
              f"[{pc.coverage_ci[0]:.1%}, {pc.coverage_ci[1]:.1%}] ({pc.tagged}/{n})",
-             f"open-set stand-in (own landmark removed): {n - open_tagged}/{n} left untagged "
+             f"open-set stand-in (own landmark's site removed): {n - open_tagged}/{n} left untagged "
              f"({(n - open_tagged) / n:.1%})"]
     if holdout.any():
         hs, hi = _search(g_emb, emb[holdout], scoring.k)
@@ -277,10 +279,19 @@ def evaluate_run(run: Path, data: Path, checkpoint: Path | None = None, views: t
     spec = Preprocess(cfg.img_size, tuple(meta["mean"]), tuple(meta["std"]), views=tuple(views or cfg.tta_views))
     emb, _ = embed_samples(onnx_path, samples, spec, cache=run / f"emb_{'_'.join(spec.views)}.npz")
     sp, labels, groups, holdout = run_arrays(run, data, samples, split, classes, cfg.holdout_labels)
-    report = evaluate_embeddings(emb, sp, labels, groups, holdout, rule=rule)
+    report = evaluate_embeddings(emb, sp, labels, groups, holdout, rule=rule, site=class_sites(classes))
     report.pop("gallery_keep")
     (run / "evaluation.json").write_text(json.dumps(report, indent=1, default=float))
     return report
+
+
+def class_sites(classes: list[str], label_info: Path | None = None, km: float = SITE_KM) -> np.ndarray:
+    """Site id per class from the label-info coordinates (classes without coordinates are their own site)."""
+    from landmark_tagger.scoring import sites_from_coordinates
+    from training.export import label_entries
+
+    entries = label_entries(classes, label_info)
+    return sites_from_coordinates([e.get("lat") for e in entries], [e.get("lon") for e in entries], km)
 
 
 def calibration_for(raw_threshold: float, lo: float, hi: float) -> Calibration:

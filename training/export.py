@@ -124,7 +124,7 @@ def label_entries(classes: list[str], label_info: Path | None = None) -> list[di
 def export_run(run: Path, data: Path, out: Path, *, checkpoint: Path | None = None, model_id: str | None = None,
                views: tuple[str, ...] | None = None, rule: str | None = None, int8: bool = False,
                weights: str = "fp16", label_info: Path | None = None, data_name: str = "indian-monuments",
-               data_note: str | None = None) -> Path:
+               data_note: str | None = None, parity_sizes: tuple[int, ...] = PARITY_SIZES) -> Path:
     """Evaluate a run and write its bundle to ``out`` (replaced atomically-ish: written beside, then renamed)."""
     from landmark_tagger.bundle import SCHEMA_VERSION, load_bundle
     from landmark_tagger.preprocess import Preprocess
@@ -144,14 +144,19 @@ def export_run(run: Path, data: Path, out: Path, *, checkpoint: Path | None = No
     export_onnx_from_checkpoint(model.net, onnx_path, cfg.img_size)
     if weights == "fp16":
         store_weights_fp16(onnx_path)
-    parity = check_onnx(model.net, onnx_path)
+    parity = check_onnx(model.net, onnx_path, sizes=parity_sizes)
     log.info("ONNX parity (max abs diff vs torch): %.2e", parity["max_abs_diff"])
     if parity["max_abs_diff"] > (5e-3 if weights == "fp16" else 1e-4):
         raise RuntimeError(f"ONNX parity check failed: {parity}")
     spec = Preprocess(cfg.img_size, tuple(meta["mean"]), tuple(meta["std"]), views=tuple(views or cfg.tta_views))
     emb, _ = embed_samples(onnx_path, samples, spec, cache=run / f"emb_{weights}_{'_'.join(spec.views)}.npz")
     sp, labels, groups, holdout = run_arrays(run, data, samples, split, classes, cfg.holdout_labels)
-    report = evaluate_embeddings(emb, sp, labels, groups, holdout, rule=rule)
+    from training.evaluate import SITE_KM, class_sites
+
+    site = class_sites(classes, label_info)
+    report = evaluate_embeddings(emb, sp, labels, groups, holdout, rule=rule, site=site)
+    report["open_set_sites"] = {"km": SITE_KM, "shared": sorted(
+        [classes[i] for i in range(len(classes)) if (site == site[i]).sum() > 1])}
     keep = report.pop("gallery_keep")
     tr = (sp == "train") & ~holdout
     np.savez_compressed(tmp / "gallery.npz", embeddings=emb[tr][keep].astype(np.float16),
@@ -168,7 +173,7 @@ def export_run(run: Path, data: Path, out: Path, *, checkpoint: Path | None = No
         "preprocess": spec.to_dict(),
         "scoring": {**report["scoring"], "target_precision": report["target_precision"],
                     "meaning": "confidence >= threshold gave >= 99% precision on held-out calibration photos "
-                               "mixed with an open-set stand-in (each photo scored again without its own landmark)"},
+                               "mixed with an open-set stand-in (each photo scored again with its own landmark's site removed from the gallery)"},
         "provenance": {
             "backbone": cfg.backbone, "pooling": "gem", "gem_p": float(model.net.pool.p.detach()[0]),
             "embedding": f"Linear({meta['feat_dim']}->{meta['embed_dim']}) + BatchNorm1d + L2",
@@ -178,7 +183,7 @@ def export_run(run: Path, data: Path, out: Path, *, checkpoint: Path | None = No
             "training_data": data_note or data_name,
             "date": dt.date.today().isoformat(), "git_sha": _git_sha(), "checkpoint_step": None,
             "onnx_parity": parity, "weights": weights,
-            "metrics": {k: report[k] for k in ("report", "rules", "gallery")},
+            "metrics": {k: report[k] for k in ("report", "rules", "gallery", "open_set_sites", "target_reached")},
         },
     }
     (tmp / "labels.json").write_text(json.dumps(labels_json, indent=1, default=float) + "\n")

@@ -66,7 +66,7 @@ def info(
                   f"{_ci(metrics.get('top1_ci'))}, GAP {metrics.get('gap', 0):.3f}, precision at threshold "
                   f"{_pct(at.get('precision'))}{_ci(at.get('precision_ci'))}, tagged {_pct(at.get('coverage'))}"
                   f"{_ci(at.get('coverage_ci'))}")
-        for key, text in (("open_set_stand_in", "photos with their landmark removed from the gallery"),
+        for key, text in (("open_set_stand_in", "photos with their landmark's site removed from the gallery"),
                           ("holdout_classes", "photos of landmarks left out of training")):
             if key in metrics:
                 m = metrics[key]

@@ -43,7 +43,7 @@ def test_train_export_reload(synthetic_dataset: Path, tmp_path: Path):
     split = json.loads((run / "split.json").read_text())
     assert set(split.values()) == {"train", "calib", "report"}
 
-    out = export_run(run, synthetic_dataset, tmp_path / "bundle", label_info=None)
+    out = export_run(run, synthetic_dataset, tmp_path / "bundle", label_info=None, parity_sizes=(64, 80))
     b = bundle_mod.load_bundle(out)
     assert [lab.id for lab in b.labels] == sorted(["red_blobs", "green_stripes", "blue_checks"])
     assert b.preprocess.size == 64 and b.preprocess.views == ("center", "flip")
