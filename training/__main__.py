@@ -73,7 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--model-id", default=None, help="bundle id (default <backbone>-gem-<dim>-<data>-<date>)")
     x.add_argument("--views", default=None)
     x.add_argument("--rule", default=None, help="scoring rule (default: the best on the calibration split)")
-    x.add_argument("--int8", action="store_true", help="quantise weights to int8 (dynamic) if parity allows")
+    x.add_argument("--open-set-from", type=Path, default=None,
+                   help="a run trained with --holdout (same recipe; exported first): its held-out photos outside the "
+                        "report split calibrate how many unknown-landmark photos may be tagged (use the run itself "
+                        "for a holdout run)")
+    x.add_argument("--unknown-untagged", type=float, default=0.97,
+                   help="share of those unknown-landmark photos the threshold must leave untagged (default 0.97)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
         views = tuple(args.views.split(",")) if args.views else None
         path = export_run(args.run, args.data, args.out, checkpoint=args.checkpoint, model_id=args.model_id,
-                          views=views, rule=args.rule, int8=args.int8)
+                          views=views, rule=args.rule, open_set_from=args.open_set_from,
+                          unknown_untagged=args.unknown_untagged)
         print(path)
         return 0
     return 2

@@ -146,7 +146,8 @@ def _ci(pc) -> str:
 
 def evaluate_embeddings(emb: np.ndarray, split: np.ndarray, labels: np.ndarray, groups: np.ndarray,
                         holdout: np.ndarray, rules: tuple[str, ...] = RULES, rule: str | None = None,
-                        clean: bool = True, target: float = TARGET_PRECISION, site: np.ndarray | None = None) -> dict:
+                        clean: bool = True, target: float = TARGET_PRECISION, site: np.ndarray | None = None,
+                        unknown_raw: dict[str, np.ndarray] | None = None, unknown_untagged: float = 0.97) -> dict:
     """Full protocol on precomputed embeddings.
 
     Args:
@@ -157,6 +158,9 @@ def evaluate_embeddings(emb: np.ndarray, split: np.ndarray, labels: np.ndarray, 
         holdout: (N,) True for photos of classes left out of training.
         rules: rules to compare; ``rule`` forces one.
         site: (C,) site id per class for the open-set stand-in (:func:`landmark_tagger.scoring.exclude_labels`).
+        unknown_raw: per rule, raw scores of photos of landmarks a model of the same recipe was *not* trained on
+            (:func:`heldout_raw_scores`); the threshold is raised, if needed, so that at most
+            ``1 - unknown_untagged`` of them would be tagged.
 
     Returns:
         A report dict (JSON-serialisable) with the chosen ScoringRule under ``"scoring"`` and the gallery mask.
@@ -171,11 +175,16 @@ def evaluate_embeddings(emb: np.ndarray, split: np.ndarray, labels: np.ndarray, 
     best = None
     for r in ([rule] if rule else list(rules)):
         sc = query_scores(g_emb, g_lab, emb[ca], labels[ca], r, site=site)
-        t = calibrate(sc, labels[ca], target)
+        t_known = t = calibrate(sc, labels[ca], target)
+        t_unknown = None
+        if unknown_raw is not None and len(unknown_raw[r]):
+            t_unknown = float(np.quantile(unknown_raw[r], unknown_untagged, method="higher"))
+            t = max(t, t_unknown + 1e-6)
         known = precision_coverage(sc["raw"], sc["pred"] == labels[ca], t)
         rs = query_scores(g_emb, g_lab, emb[rp], labels[rp], r, site=site)
         rep = precision_coverage(rs["raw"], rs["pred"] == labels[rp], t)
-        report["rules"][r] = {"raw_threshold": t, "calib_coverage": known.coverage, "calib_precision": known.precision,
+        report["rules"][r] = {"raw_threshold": t, "raw_threshold_known": t_known, "raw_threshold_unknown": t_unknown,
+                              "calib_coverage": known.coverage, "calib_precision": known.precision,
                               "report_coverage": rep.coverage, "report_precision": rep.precision}
         log.info("rule %-7s threshold %.4f calib coverage %.1f%% (precision %.1f%%) | report coverage %.1f%% "
                  "precision %.1f%%", r, t, 100 * known.coverage, 100 * known.precision, 100 * rep.coverage,
@@ -193,7 +202,10 @@ def evaluate_embeddings(emb: np.ndarray, split: np.ndarray, labels: np.ndarray, 
         report["target_reached"] = True
     calib = fit_calibration(t, sc["raw_open"], sc["raw"][sc["pred"] == labels[ca]], THRESHOLD_CONF)
     scoring = ScoringRule(r, SEARCH_K, calib, THRESHOLD_CONF)
-    report.update(_report_split(g_emb, g_lab, emb, labels, rp, holdout, scoring, site))
+    report.update(_report_split(g_emb, g_lab, emb, labels, rp, holdout, scoring, site, split))
+    if unknown_raw is not None:
+        report["unknown_calibration"] = {"untagged_target": unknown_untagged,
+                                         "photos": int(len(unknown_raw[r])), "raw_threshold_unknown": t_unknown}
     report["scoring"] = scoring.to_dict()
     report["gallery_keep"] = keep
     return report
@@ -204,7 +216,7 @@ def _conf(scoring: ScoringRule, raw: np.ndarray) -> np.ndarray:
     return np.where(finite, scoring.calibration.confidence(np.where(finite, raw, 0.0)), 0.0)
 
 
-def _report_split(g_emb, g_lab, emb, labels, rp, holdout, scoring: ScoringRule, site=None) -> dict:
+def _report_split(g_emb, g_lab, emb, labels, rp, holdout, scoring: ScoringRule, site=None, split=None) -> dict:
     sc = query_scores(g_emb, g_lab, emb[rp], labels[rp], scoring.rule, scoring.k, site)
     true = labels[rp]
     conf, conf_o = _conf(scoring, sc["raw"]), _conf(scoring, sc["raw_open"])
@@ -230,17 +242,19 @@ def _report_split(g_emb, g_lab, emb, labels, rp, holdout, scoring: ScoringRule, 
              f"[{pc.coverage_ci[0]:.1%}, {pc.coverage_ci[1]:.1%}] ({pc.tagged}/{n})",
              f"open-set stand-in (own landmark's site removed): {n - open_tagged}/{n} left untagged "
              f"({(n - open_tagged) / n:.1%})"]
-    if holdout.any():
-        hs, hi = _search(g_emb, emb[holdout], scoring.k)
+    for key, mask, what in (("holdout_classes", holdout & (split == "report"), "report split"),
+                            ("holdout_classes_all", holdout, "all")):
+        if not mask.any():
+            continue
+        hs, hi = _search(g_emb, emb[mask], scoring.k)
         hl = np.where(hi >= 0, g_lab[np.clip(hi, 0, None)], -1)
         _, hraw = label_scores(hs, hl, scoring.rule)
         hconf = _conf(scoring, hraw)
-        nh = int(holdout.sum())
+        nh = int(mask.sum())
         un = int((hconf < thr).sum())
-        out["report"]["holdout_classes"] = {"n": nh, "untagged": un, "untagged_rate": un / nh,
-                                            "untagged_ci": list(wilson(un, nh))}
+        out["report"][key] = {"n": nh, "untagged": un, "untagged_rate": un / nh, "untagged_ci": list(wilson(un, nh))}
         lo, hi_ = wilson(un, nh)
-        lines.append(f"photos of landmarks left out of training: {un}/{nh} left untagged ({un / nh:.1%} "
+        lines.append(f"photos of landmarks left out of training ({what}): {un}/{nh} left untagged ({un / nh:.1%} "
                      f"[{lo:.1%}, {hi_:.1%}])")
     out["summary"] = "\n".join(lines)
     return out
@@ -283,6 +297,36 @@ def evaluate_run(run: Path, data: Path, checkpoint: Path | None = None, views: t
     report.pop("gallery_keep")
     (run / "evaluation.json").write_text(json.dumps(report, indent=1, default=float))
     return report
+
+
+def heldout_raw_scores(run: Path, data: Path, views: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Raw scores (per rule) of a holdout run's held-out-class photos outside its report split.
+
+    The run must have been trained with ``holdout_labels`` and exported or evaluated (its embedding cache is
+    reused). These photos show landmarks that model never saw: the open-set calibration set for any model of the
+    same recipe. The report-split photos of those classes stay untouched for measuring.
+    """
+    from training.train import load_checkpoint, prepare_data
+
+    run = Path(run)
+    cfg, meta, _ = load_checkpoint(run / "checkpoints" / "last.pt")
+    if not cfg.holdout_labels:
+        raise ValueError(f"{run} left no classes out of training (train it with --holdout)")
+    samples, split, classes = prepare_data(cfg, data, run)
+    views = tuple(views or cfg.tta_views)
+    caches = sorted(run.glob(f"emb_*_{'_'.join(views)}.npz"), key=lambda p: p.stat().st_mtime)
+    if not caches:
+        raise FileNotFoundError(f"no embedding cache for views {views} in {run}: export or evaluate that run first")
+    with np.load(caches[-1]) as z:
+        emb = z["emb"]
+    sp, labels, groups, holdout = run_arrays(run, data, samples, split, classes, cfg.holdout_labels)
+    tr = (sp == "train") & ~holdout
+    keep = clean_gallery(emb[tr], labels[tr], groups[tr])
+    g_emb, g_lab = emb[tr][keep], labels[tr][keep]
+    q = holdout & (sp != "report")
+    sims, idx = _search(g_emb, emb[q], SEARCH_K)
+    labs = np.where(idx >= 0, g_lab[np.clip(idx, 0, None)], -1)
+    return {r: label_scores(sims, labs, r)[1] for r in RULES}
 
 
 def class_sites(classes: list[str], label_info: Path | None = None, km: float = SITE_KM) -> np.ndarray:

@@ -122,17 +122,16 @@ def label_entries(classes: list[str], label_info: Path | None = None) -> list[di
 
 
 def export_run(run: Path, data: Path, out: Path, *, checkpoint: Path | None = None, model_id: str | None = None,
-               views: tuple[str, ...] | None = None, rule: str | None = None, int8: bool = False,
+               views: tuple[str, ...] | None = None, rule: str | None = None,
                weights: str = "fp16", label_info: Path | None = None, data_name: str = "indian-monuments",
-               data_note: str | None = None, parity_sizes: tuple[int, ...] = PARITY_SIZES) -> Path:
+               data_note: str | None = None, parity_sizes: tuple[int, ...] = PARITY_SIZES,
+               open_set_from: Path | None = None, unknown_untagged: float = 0.97) -> Path:
     """Evaluate a run and write its bundle to ``out`` (replaced atomically-ish: written beside, then renamed)."""
     from landmark_tagger.bundle import SCHEMA_VERSION, load_bundle
     from landmark_tagger.preprocess import Preprocess
     from training.evaluate import embed_samples, evaluate_embeddings, run_arrays
     from training.train import load_checkpoint, prepare_data
 
-    if int8:
-        raise NotImplementedError("int8 export is not implemented; fp16 weight storage keeps parity (see docs)")
     run, out = Path(run), Path(out)
     ckpt = checkpoint or run / "checkpoints" / "last.pt"
     cfg, meta, model = load_checkpoint(ckpt)
@@ -154,7 +153,13 @@ def export_run(run: Path, data: Path, out: Path, *, checkpoint: Path | None = No
     from training.evaluate import SITE_KM, class_sites
 
     site = class_sites(classes, label_info)
-    report = evaluate_embeddings(emb, sp, labels, groups, holdout, rule=rule, site=site)
+    unknown_raw = None
+    if open_set_from is not None:
+        from training.evaluate import heldout_raw_scores
+
+        unknown_raw = heldout_raw_scores(open_set_from, data, tuple(spec.views))
+    report = evaluate_embeddings(emb, sp, labels, groups, holdout, rule=rule, site=site, unknown_raw=unknown_raw,
+                                 unknown_untagged=unknown_untagged)
     report["open_set_sites"] = {"km": SITE_KM, "shared": sorted(
         [classes[i] for i in range(len(classes)) if (site == site[i]).sum() > 1])}
     keep = report.pop("gallery_keep")
@@ -183,7 +188,9 @@ def export_run(run: Path, data: Path, out: Path, *, checkpoint: Path | None = No
             "training_data": data_note or data_name,
             "date": dt.date.today().isoformat(), "git_sha": _git_sha(), "checkpoint_step": None,
             "onnx_parity": parity, "weights": weights,
-            "metrics": {k: report[k] for k in ("report", "rules", "gallery", "open_set_sites", "target_reached")},
+            "metrics": {k: report[k] for k in ("report", "rules", "gallery", "open_set_sites", "target_reached",
+                                               "unknown_calibration") if k in report},
+            "open_set_calibration_run": None if open_set_from is None else Path(open_set_from).name,
         },
     }
     (tmp / "labels.json").write_text(json.dumps(labels_json, indent=1, default=float) + "\n")

@@ -72,6 +72,11 @@ def info(
                 m = metrics[key]
                 out.print(f"  {text}: {_pct(m['untagged_rate'])}{_ci(m.get('untagged_ci'))} left untagged "
                           f"({m['untagged']}/{m['n']})")
+    osv = prov.get("open_set_validation")
+    if osv and "holdout_classes" in osv:
+        m = osv["holdout_classes"]
+        out.print(f"  photos of landmarks a model of this recipe was not trained on: {_pct(m['untagged_rate'])}"
+                  f"{_ci(m.get('untagged_ci'))} left untagged ({m['untagged']}/{m['n']}; {osv.get('holdout_model_id')})")
     table = Table("id", "name", "location", "radius km", box=None, pad_edge=False)
     for lab in bundle.labels:
         loc = f"{lab.lat:.4f}, {lab.lon:.4f}" if lab.lat is not None else "-"
