@@ -50,6 +50,7 @@ def teach(ps: PhotoSet, rng: np.random.Generator, n_refs: int, distractors: bool
     """A user gallery with ``n_refs`` random photos of each held-out label; returns it and the query indices."""
     q = kw.pop("quantile", UG.DEFAULT_DISTRACTOR_QUANTILE)
     bgm = kw.pop("background_margin", UG.DEFAULT_BACKGROUND_MARGIN)
+    kw.setdefault("min_similarity", UG.DEFAULT_MIN_SIMILARITY)
     g = UG.UserGallery(ps.model_id, bundle_threshold=ps.threshold, **kw)
     g.distractor_quantile = q
     g.background_margin = bgm
@@ -152,8 +153,14 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--refs", type=int, default=5)
     ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--floor", type=float, default=None, help="override the user gallery's floor")
+    ap.add_argument("--bg-margin", type=float, default=None, help="override the background margin")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.floor is not None:
+        UG.DEFAULT_MIN_SIMILARITY = args.floor
+    if args.bg_margin is not None:
+        UG.DEFAULT_BACKGROUND_MARGIN = args.bg_margin
     approx = args.approx or (args.model is None and find_bundle(None) is None)
     ps = load_photo_set(args.model, exclude_labels=APPROX_LABELS if approx else None)
     if len(ps.holdout) < 1:
@@ -202,7 +209,8 @@ def main() -> None:
     print(f"model {ps.model_id}{tag}\nnew landmarks: {', '.join(ps.holdout)}; {args.refs} references each, "
           f"{args.seeds} draws; threshold {ps.threshold:.3f}\n")
     d = res["default"]
-    print(f"default (floor {d['min_similarity']}, background of {res['distractors']} photos of the bundle's landmarks):")
+    print(f"default (floor {d['min_similarity']}, background margin {UG.DEFAULT_BACKGROUND_MARGIN}, background of "
+          f"{res['distractors']} photos of the bundle's landmarks):")
     print(f"  new landmarks   top-1 accuracy {d['new']['accuracy']:.3f}  precision {d['new']['precision']:.3f}  "
           f"coverage {d['new']['coverage']:.3f}  ({d['new']['photos']} decisions)")
     print(f"  bundle's own    accuracy {d['known']['accuracy']:.3f} (without taught: {base_known['accuracy']:.3f})  "

@@ -45,7 +45,7 @@ LABEL_PREFIX = "user:"
 #: Lowest threshold on the generic cosine similarity a taught landmark may get (the floor keeps photos of
 #: landmarks nobody taught untagged when a landmark has no close impostors). Calibrated in
 #: ``benchmarks/learn.py`` on the default bundle's ``generic`` features.
-DEFAULT_MIN_SIMILARITY = 0.60
+DEFAULT_MIN_SIMILARITY = 0.50
 #: How far above its nearest impostor a landmark's threshold sits (generic cosine similarity).
 DEFAULT_IMPOSTOR_MARGIN = 0.0
 #: Optional: distractors also raise each landmark's threshold to this quantile of their best similarities to its
