@@ -3,7 +3,7 @@
 Rebuilds the deterministic near-duplicate-aware split of ``../shared/data/landmarks`` (training/data.py, numpy +
 PIL only), decodes the report-split photos with ``landmark_tagger.decode`` (as ``ltag scan`` does), embeds them
 with the bundle's Recognizer and prints: top-1, GAP, precision and coverage at the bundle's threshold (Wilson 95%
-intervals), the open-set stand-in (each photo scored without its own landmark in the gallery) and, for labels the
+intervals), the open-set stand-in (each photo scored without its own landmark's site in the gallery) and, for labels the
 bundle does not know, the share of their photos left untagged.
 
     python benchmarks/model_eval.py [--model DIR] [--data ../shared/data/landmarks] [--split report]
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from landmark_tagger.metrics import gap, precision_coverage, wilson
     from landmark_tagger.preprocess import min_decode_side, prepare
     from landmark_tagger.recognizer import Recognizer
-    from landmark_tagger.scoring import exclude_labels, label_scores
+    from landmark_tagger.scoring import exclude_labels, label_scores, sites_from_coordinates
     from training.data import scan_dataset, split_samples
 
     try:
@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     correct = pred == true
     n = len(queries)
     pc = precision_coverage(conf, correct, bundle.threshold - 1e-9)
-    so, lo = exclude_labels(sims, labs, true, bundle.scoring.k)
+    site = sites_from_coordinates([lab.lat for lab in bundle.labels], [lab.lon for lab in bundle.labels], 0.3)
+    so, lo = exclude_labels(sims, labs, true, bundle.scoring.k, site)
     _, raw_o = label_scores(so, lo, bundle.scoring.rule)
     conf_o = bundle.scoring.calibration.confidence(np.where(np.isfinite(raw_o), raw_o, -1e9))
     open_untagged = int((conf_o < bundle.threshold - 1e-9).sum())
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({time.time() - t0:.0f} s through the runtime)")
     print(f"top-1 {ci(int(correct.sum()), n)}   GAP {gap(pred, conf, true):.3f}")
     print(f"threshold {bundle.threshold}: precision {ci(pc.correct, pc.tagged)}, tagged {ci(pc.tagged, n)}")
-    print(f"open-set stand-in (own landmark removed from the gallery): untagged {ci(open_untagged, n)}")
+    print(f"open-set stand-in (own landmark's site removed from the gallery): untagged {ci(open_untagged, n)}")
     if unknown:
         dec_u = rec.decide_bundle(embed(unknown))
         un = sum(d.label is None for d in dec_u)
