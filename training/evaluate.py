@@ -204,8 +204,8 @@ def evaluate_embeddings(emb: np.ndarray, split: np.ndarray, labels: np.ndarray, 
     scoring = ScoringRule(r, SEARCH_K, calib, THRESHOLD_CONF)
     report.update(_report_split(g_emb, g_lab, emb, labels, rp, holdout, scoring, site, split))
     if unknown_raw is not None:
-        report["unknown_calibration"] = {"untagged_target": unknown_untagged,
-                                         "photos": int(len(unknown_raw[r])), "raw_threshold_unknown": t_unknown}
+        report["unknown_calibration"] = {"untagged_target": unknown_untagged, "photos": int(len(unknown_raw[r])),
+                                         "raw_threshold_unknown": report["rules"][r]["raw_threshold_unknown"]}
     report["scoring"] = scoring.to_dict()
     report["gallery_keep"] = keep
     return report

@@ -38,10 +38,17 @@ def test_onnx_parity_at_several_sizes(net, tmp_path: Path):
 
 
 def test_pretrained_mapping_rejects_a_wrong_checkpoint(tmp_path: Path):
-    from training.pretrained import PretrainedWeightsError, load_pretrained, offline_weights_path
     from training._compat import import_timm
+    from training.pretrained import PretrainedWeightsError, load_pretrained, offline_weights_path
 
     timm = import_timm()
     lite2 = timm.create_model("tf_efficientnet_lite2", pretrained=False, num_classes=0, global_pool="")
-    with pytest.raises(PretrainedWeightsError, match="does not fit"):
+    with pytest.raises(PretrainedWeightsError, match="checkpoint has 296 tensors, model expects 384"):
         load_pretrained(lite2, offline_weights_path("tf_efficientnet_lite0"))
+    # same tensor count, one tensor of the wrong shape
+    sd = torch.load(offline_weights_path("tf_efficientnet_lite0"), map_location="cpu", weights_only=True)
+    sd["_conv_head.weight"] = sd["_conv_head.weight"][:, :300]
+    torch.save(sd, tmp_path / "bad.pth")
+    lite0 = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=0, global_pool="")
+    with pytest.raises(PretrainedWeightsError, match=r"_conv_head.weight \(1280, 300, 1, 1\) does not fit"):
+        load_pretrained(lite0, tmp_path / "bad.pth")
