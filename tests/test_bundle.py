@@ -182,3 +182,31 @@ def test_user_gallery_merge_user_wins_ties():
     assert (out[0].label, out[0].source) == ("my_red", "user")
     assert (out[1].label, out[1].source) == ("fjord", "user")
     assert (out[2].label, out[2].source) == ("green_park", "bundle")
+
+
+def test_model_info_cli_text_and_json():
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from landmark_tagger.cli import app
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["model", "info", "--model", str(TINY)])
+    assert res.exit_code == 0, res.output
+    assert "tiny-colour-4-test-20261130" in res.output and "Blue Mosque" in res.output
+    assert "threshold 0.5" in res.output
+    res = runner.invoke(app, ["model", "info", "--model", str(TINY), "--json"])
+    data = _json.loads(res.stdout)
+    assert data["model_id"] == "tiny-colour-4-test-20261130" and data["gallery_size"] == 9
+    assert [lab["id"] for lab in data["labels"]] == ["red_square", "green_park", "blue_mosque"]
+
+
+def test_model_info_cli_reports_a_bad_bundle(tmp_path: Path):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "landmark_tagger", "model", "info", "--model", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1
+    assert "missing labels.json" in " ".join(res.stderr.split())  # rich may wrap the line

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -19,8 +20,8 @@ def _ci(ci) -> str:
 
 
 def info(
-    model: Path | None = typer.Option(None, "--model", help=MODEL_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print a JSON object instead of a table."),
+    model: Annotated[Path | None, typer.Option("--model", help=MODEL_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object instead of a table.")] = False,
 ) -> None:
     """Show the model bundle: id, landmarks, threshold, preprocessing, provenance and validation figures.
 

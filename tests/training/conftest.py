@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-
 CLASSES = ("red_blobs", "green_stripes", "blue_checks")
 
 
