@@ -77,7 +77,7 @@ def test_retag_after_learning_decodes_nothing_and_changes_only_ltag_keywords(tmp
         rep = learn.learn("Our Lotus", learn.collect(lotus[:2], catalog=cat)[0], recognizer=Recognizer(bundle),
                           gallery_path=gp, catalog=cat)
         assert rep.added == 2 and all(p.reused for p in rep.photos)
-        report = retag(cat, Recognizer(bundle, user_gallery=UserGallery.load(gp)), write=True)
+        report = retag(cat, Recognizer(bundle, user_gallery=UserGallery.load(gp)), write=True, sequence=False)
         assert decodes == []  # neither learning from scanned photos nor retagging decoded a photo
         assert report.rows == 6
         for p in lotus[:2]:  # the taught photos match themselves exactly: confidence 1, user landmarks win ties
@@ -92,7 +92,7 @@ def test_retag_after_learning_decodes_nothing_and_changes_only_ltag_keywords(tmp
         assert report.changed >= 2 and report.run_id is not None
         # forgetting the landmark and retagging brings back what the bundle decides, still without decoding
         learn.forget("Our Lotus", gallery_path=gp)
-        retag(cat, Recognizer(bundle, user_gallery=UserGallery.load(gp)), write=True)
+        retag(cat, Recognizer(bundle, user_gallery=UserGallery.load(gp)), write=True, sequence=False)
         assert decodes == []
         for p in lotus[:2]:
             row = cat.photo_by_path(str(p))
