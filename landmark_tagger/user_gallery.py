@@ -55,6 +55,8 @@ DEFAULT_DISTRACTOR_QUANTILE: float | None = None
 #: (generic features of photos of the bundle's own landmarks) by at least this much; else its confidence is
 #: capped just below the threshold.
 DEFAULT_BACKGROUND_MARGIN = 0.0
+#: Cosine similarity above which two feature vectors are taken for the same photo.
+SAME_PHOTO = 0.995
 #: Most background photos kept in the gallery file (float16).
 MAX_BACKGROUND = 4000
 #: Highest threshold a landmark may get, whatever its impostors (above this almost nothing matches).
@@ -114,6 +116,7 @@ def to_bundle_confidence(similarity: np.ndarray | float, threshold: np.ndarray |
         confidences in [0, 1], float32, the broadcast shape.
     """
     s = np.asarray(similarity, dtype=np.float64)
+    s = np.where(s > 1.0 - 1e-5, 1.0, s)  # the reference photo itself (float32 rounding): confidence exactly 1
     t = np.asarray(threshold, dtype=np.float64)
     bt = float(bundle_threshold)
     above = bt + (1.0 - bt) * (s - t) / np.maximum(1.0 - t, 1e-6)
@@ -256,6 +259,7 @@ class UserGallery:
         self.n_distractors = 0
         self.distractor_quantile = DEFAULT_DISTRACTOR_QUANTILE
         self.background_margin = DEFAULT_BACKGROUND_MARGIN
+        self._bg: np.ndarray | None = None
         self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     # -- queries --------------------------------------------------------------------------------
@@ -360,6 +364,7 @@ class UserGallery:
                 v = v[np.linspace(0, len(v) - 1, MAX_BACKGROUND).astype(np.int64)]
             self._check_model(self.model_id, v.shape[1])
             self.distractors = v
+        self._bg = None
         self.calibrate()
 
     def _check_model(self, model_id: str | None, dim: int | None) -> None:
@@ -399,6 +404,7 @@ class UserGallery:
     # -- scoring --------------------------------------------------------------------------------
     def _flatten(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._flat is None:
+            self._bg = None
             items = list(self.landmarks.values())
             if not items:
                 self._flat = (np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
@@ -408,6 +414,15 @@ class UserGallery:
                 thr = np.array([lm.threshold for lm in items], np.float32)
                 self._flat = (refs, owner, thr)
         return self._flat
+
+    def _background(self, refs: np.ndarray) -> np.ndarray | None:
+        """The background without the taught references themselves (a photo the bundle tagged that the user then
+        taught as a reference must not block its own landmark)."""
+        if self._bg is None:
+            keep = (self.distractors @ refs.T).max(axis=1) < SAME_PHOTO if len(refs) else np.ones(
+                len(self.distractors), bool)
+            self._bg = self.distractors[keep]
+        return self._bg if len(self._bg) else None
 
     def similarities(self, generic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, L) best-reference similarity per landmark and (N, L) the index of that reference."""
@@ -442,8 +457,8 @@ class UserGallery:
         ref = np.zeros(n, np.int64)
         if not names or n == 0:
             return UserScores(idx, sim, conf, ref, names)
-        _, _, thr = self._flatten()
-        bg = self.distractors if self.distractors.size and self.distractors.shape[1] == generic.shape[1] else None
+        refs, _, thr = self._flatten()
+        bg = self._background(refs) if self.distractors.size and self.distractors.shape[1] == generic.shape[1] else None
         for a in range(0, n, chunk):
             best, arg = self.similarities(generic[a:a + chunk])
             c = to_bundle_confidence(best, thr[None, :], bundle_threshold)
