@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--checkpoint", type=Path, help="default RUN/checkpoints/last.pt")
     e.add_argument("--views", default=None, help="comma-separated test-time views (default: the config's)")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
+    e.add_argument("--open-set-from", type=Path, default=None, help="as for export")
+    e.add_argument("--unknown-untagged", type=float, default=0.97, help="as for export")
 
     x = sub.add_parser("export", help="export model.onnx + labels.json + gallery.npz (a bundle)")
     x.add_argument("--run", type=Path, required=True)
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         from training.evaluate import evaluate_run
 
         views = tuple(args.views.split(",")) if args.views else None
-        report = evaluate_run(args.run, args.data, checkpoint=args.checkpoint, views=views)
+        report = evaluate_run(args.run, args.data, checkpoint=args.checkpoint, views=views,
+                              open_set_from=args.open_set_from, unknown_untagged=args.unknown_untagged)
         print(json.dumps(report, indent=1) if args.json else report["summary"])
         return 0
     if args.cmd == "export":

@@ -280,8 +280,8 @@ def run_arrays(run: Path, data: Path, samples: list[Sample], split: dict[str, st
 
 
 def evaluate_run(run: Path, data: Path, checkpoint: Path | None = None, views: tuple[str, ...] | None = None,
-                 rule: str | None = None) -> dict:
-    """Export the checkpoint to a temporary ONNX model in the run folder and run the protocol."""
+                 rule: str | None = None, open_set_from: Path | None = None, unknown_untagged: float = 0.97) -> dict:
+    """Export the checkpoint to a float32 ONNX model in the run folder and run the protocol (writes no bundle)."""
     from training.export import export_onnx_from_checkpoint
     from training.train import load_checkpoint, prepare_data
 
@@ -291,9 +291,11 @@ def evaluate_run(run: Path, data: Path, checkpoint: Path | None = None, views: t
     onnx_path = run / "eval_model.onnx"
     export_onnx_from_checkpoint(model.net, onnx_path, cfg.img_size)
     spec = Preprocess(cfg.img_size, tuple(meta["mean"]), tuple(meta["std"]), views=tuple(views or cfg.tta_views))
-    emb, _ = embed_samples(onnx_path, samples, spec, cache=run / f"emb_{'_'.join(spec.views)}.npz")
+    emb, _ = embed_samples(onnx_path, samples, spec, cache=run / f"emb_fp32_{'_'.join(spec.views)}.npz")
     sp, labels, groups, holdout = run_arrays(run, data, samples, split, classes, cfg.holdout_labels)
-    report = evaluate_embeddings(emb, sp, labels, groups, holdout, rule=rule, site=class_sites(classes))
+    unknown_raw = heldout_raw_scores(open_set_from, data, spec.views) if open_set_from is not None else None
+    report = evaluate_embeddings(emb, sp, labels, groups, holdout, rule=rule, site=class_sites(classes),
+                                 unknown_raw=unknown_raw, unknown_untagged=unknown_untagged)
     report.pop("gallery_keep")
     (run / "evaluation.json").write_text(json.dumps(report, indent=1, default=float))
     return report
