@@ -77,3 +77,11 @@ def landmarks_dir(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"landmark photos not available: {path}")
     return path
+
+
+@pytest.fixture
+def synthetic_dataset(tmp_path: Path) -> Path:
+    """A folder-per-class dataset of small synthetic photos (3 classes), for training tests."""
+    from training_synthetic import make_synthetic_dataset
+
+    return make_synthetic_dataset(tmp_path / "data")

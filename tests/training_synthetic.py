@@ -1,11 +1,14 @@
-"""Shared helpers for the training tests (all need torch + timm: the [train] extra)."""
+"""A tiny procedurally drawn dataset for the training tests.
+
+Not a conftest.py: a second module named ``conftest`` would shadow ``tests/conftest.py`` for the tests that
+import helpers from it. The ``synthetic_dataset`` fixture is defined in ``tests/conftest.py``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 CLASSES = ("red_blobs", "green_stripes", "blue_checks")
@@ -32,8 +35,3 @@ def make_synthetic_dataset(root: Path, per_class: int = 10, seed: int = 0) -> Pa
             a[..., c] += 120 + 80 * pattern
             Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(d / f"img_{i:02d}.jpg", quality=92)
     return root
-
-
-@pytest.fixture
-def synthetic_dataset(tmp_path: Path) -> Path:
-    return make_synthetic_dataset(tmp_path / "data")
