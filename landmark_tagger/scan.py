@@ -29,7 +29,6 @@ import gc
 import json
 import logging
 import os
-import queue
 import signal
 import sqlite3
 import threading
@@ -117,9 +116,23 @@ def _new_counts() -> dict[str, int]:
 _W: dict[str, Any] = {}
 
 
-def _worker_init(min_side: int | None, spec: Any, reuse: frozenset[str]) -> None:
+def _worker_init(min_side: int | None, spec: Any, reuse: frozenset[str], owner: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     _W.update(min_side=min_side, spec=spec, reuse=reuse)
+    if owner:
+        # A worker waits on its job queue forever if the scan dies without telling it (kill -9, Ctrl-C at the
+        # wrong moment): leave when the scanning process is gone.
+        def watch() -> None:
+            while True:
+                time.sleep(0.5)
+                try:
+                    os.kill(owner, 0)
+                except ProcessLookupError:
+                    os._exit(0)
+                except OSError:
+                    pass
+
+        threading.Thread(target=watch, name="ltag-owner-watch", daemon=True).start()
 
 
 def _prepare_job(job: tuple[int, list[tuple[str, bool]], list[str]]) -> dict[str, Any]:
@@ -186,7 +199,7 @@ class _InProcess:
             _W.clear()
             _W.update(saved)
 
-    def close(self) -> None:
+    def close(self, kill: bool = False) -> None:
         pass
 
 
@@ -208,7 +221,7 @@ class _Pool:
             ctx = mp.get_context("spawn")
         self.window = workers * 4 + 4
         self.ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                      initargs=(min_side, spec, reuse))
+                                      initargs=(min_side, spec, reuse, os.getpid()))
         self.fallback = _InProcess(min_side, spec, reuse)
 
     def map(self, jobs: Iterable[Any]) -> Iterable[dict[str, Any]]:
@@ -217,7 +230,7 @@ class _Pool:
         pending: collections.deque[tuple[Any, Any]] = collections.deque()
         it = iter(jobs)
         for job in it:
-            pending.append((job, self.ex.submit(_prepare_job, job)))
+            pending.append((job, self._submit(job)))
             if len(pending) >= self.window:
                 break
         while pending:
@@ -233,12 +246,29 @@ class _Pool:
                 yield from self.fallback.map(rest)
                 return
             for nxt in it:
-                pending.append((nxt, self.ex.submit(_prepare_job, nxt)))
+                pending.append((nxt, self._submit(nxt)))
                 break
             yield res
 
-    def close(self) -> None:
-        self.ex.shutdown(wait=True, cancel_futures=True)
+    def _submit(self, job: Any) -> Any:
+        """Submit with SIGINT held back: the executor may be starting a worker process, and a Ctrl-C in the
+        middle of that leaves a half-started worker printing a traceback after we are gone."""
+        with fsutil.deferred_signals():
+            return self.ex.submit(_prepare_job, job)
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers; ``kill`` (Ctrl-C, an error): terminate them at once (they only decode), so that no
+        worker is left waiting on a queue after we are gone."""
+        procs = list(getattr(self.ex, "_processes", {}).values())
+        try:
+            self.ex.shutdown(wait=not kill, cancel_futures=True)
+        finally:
+            if kill:
+                for p in procs:
+                    if p.is_alive():
+                        p.terminate()
+                for p in procs:
+                    p.join(timeout=5)
 
 
 # ------------------------------------------------------------------------------------------------ the scan
@@ -385,6 +415,12 @@ class Scanner:
         finally:
             summary = {**self.counts, "files": self.total}
             cat.finish_run(self.run_id, summary, status=status)
+            if status != "done":
+                # The exception's traceback keeps this scanner alive until the interpreter exits; an onnxruntime
+                # session destroyed that late aborts the process ("terminate called ..."). Let it go now.
+                self.recognizer = None
+                self._bundle = None
+                gc.collect()
         return ScanReport(self.run_id, self.counts, self.problems, time.perf_counter() - t0, self.total,
                           dry_run=self.dry_run, planned_writes=list(self.writer.planned), model_id=model_id,
                           model_loaded=self.model_used, embedded=self.n_embedded, decoded=self.n_decoded)
@@ -492,84 +528,30 @@ class Scanner:
             pool = _InProcess(min_side, spec, reuse)
         else:
             pool = _Pool(min(self.workers, n_decode), min_side, spec, reuse)
-        jobs = ((w.gi, [(e.path, w.states[e.path] != "unchanged") for e in w.group.files],
+        # Hash what changed, except RAW companions: their decision is their JPEG's, they move with it (matched by
+        # name and size, below), ltag never writes them, and hashing 25-50 MB RAWs would cost as much as
+        # decoding the JPEG. Their sha256 stays NULL (rename hashes them itself).
+        jobs = ((w.gi, [(e.path, w.states[e.path] != "unchanged" and e is w.group.primary) for e in w.group.files],
                  [e.path for e in w.group.files] if w.decode else []) for w in jobs_needed)
         by_gi = {w.gi: w for w in work}
         batch: list[_Work] = []
         n_arrays = 0
-        # Batches are recognised, written and committed by one consumer thread while this thread keeps
-        # collecting decoded photos: inference (onnxruntime) and file writes (fsync) release the GIL, so a slow
-        # disk or a model batch does not stall the decoding workers. Only the consumer touches the catalog.
-        todo: queue.Queue[list[_Work] | None] = queue.Queue(maxsize=2)
-        failure: list[BaseException] = []
-
-        def consume() -> None:
-            while True:
-                item = todo.get()
-                if item is None:
-                    return
-                try:
-                    self._flush(item, model_id)
-                except BaseException as e:  # noqa: BLE001 - handed to the main thread
-                    failure.append(e)
-                    return
-
-        consumer = threading.Thread(target=consume, name="ltag-scan-writer", daemon=True)
-        consumer.start()
-
-        def hand_over(b: list[_Work]) -> None:
-            while consumer.is_alive():
-                try:
-                    todo.put(b, timeout=0.2)
-                    return
-                except queue.Full:
-                    continue
-            raise failure[0] if failure else RuntimeError("the scan's writer thread stopped")
-
-        interrupted = True
         try:
             for res in pool.map(jobs):
-                if failure:
-                    raise failure[0]
                 w = by_gi.pop(res["gi"])
                 w.res = res
                 batch.append(w)
                 if res["array"] is not None:
                     n_arrays += 1
                 if n_arrays >= self.batch_size or len(batch) >= self.batch_size * 4:
-                    hand_over(batch)
+                    self._flush(batch, model_id)
                     batch, n_arrays = [], 0
             if batch:
-                hand_over(batch)
-            interrupted = False
-        finally:
-            if interrupted:  # Ctrl-C or an error: finish only the batch in progress
-                while True:
-                    try:
-                        todo.get_nowait()
-                    except queue.Empty:
-                        break
-            again = False
-            while consumer.is_alive():
-                try:
-                    todo.put(None, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-                except KeyboardInterrupt:
-                    again = True
-            # Wait for the batch in progress even through another Ctrl-C: leaving the thread running inside
-            # onnxruntime while the interpreter exits would abort the process.
-            while consumer.is_alive():
-                try:
-                    consumer.join()
-                except KeyboardInterrupt:
-                    again = True
-            pool.close()
-            if again and not interrupted:
-                raise KeyboardInterrupt
-        if failure:
-            raise failure[0]
+                self._flush(batch, model_id)
+        except BaseException:
+            pool.close(kill=True)
+            raise
+        pool.close()
 
     def _flush(self, batch: list[_Work], model_id: str) -> None:
         """Recognise the batch's decoded photos, write keywords, then commit the batch's rows."""
@@ -643,6 +625,20 @@ class Scanner:
             else:
                 reused_from[e.path] = cands[0]
         prim = g.primary.path
+        if prim in moved and g.companions:
+            # The companions of a moved photo moved with it: match the old group's companions by name and size.
+            old = moved[prim]
+            olds = self.catalog.rows("SELECT * FROM photos WHERE group_key = ? AND role = 'companion'",
+                                     (old["group_key"],))
+            for e in g.companions:
+                if e.path in moved:
+                    continue
+                m = next((c for c in olds if c["path"] not in self.moved_away and c["size"] == e.size
+                          and os.path.splitext(c["name"])[1].casefold() == "." + e.ext.casefold()
+                          and not os.path.exists(c["path"])), None)
+                if m is not None:
+                    moved[e.path] = reused_from[e.path] = m
+                    self.moved_away.add(m["path"])
         if dec is not None:
             place = self._place_for(res["facts"].get(res["decoded_from"]) or res["facts"].get(prim))
             pf, ph = _place_lists(place)
@@ -770,9 +766,10 @@ class Scanner:
         row = {"path": e.path, "folder": e.folder, "name": e.name, "stem": e.stem, "ext": e.ext,
                "group_key": g.key, "role": "primary" if e is g.primary else "companion", "kind": e.kind,
                "size": e.size, "mtime_ns": e.mtime_ns, "scanned_at": now}
-        sha = res["sha"].get(e.path)
-        if sha is not None:
-            row["sha256"] = sha
+        if e.path in res["sha"]:
+            row["sha256"] = res["sha"][e.path]
+        elif e is not g.primary:
+            row["sha256"] = None  # a RAW companion is not hashed (see _process)
         for k in ("taken_at", "camera_make", "camera_model", "camera", "lens", "gps_lat", "gps_lon", "gps_alt",
                   "width", "height"):
             if k in facts:

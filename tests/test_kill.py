@@ -120,8 +120,8 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
 
 
 def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
-    """SIGINT (Ctrl-C) at several moments: exit code 130 with a message (or 0 if the scan had finished), never a
-    crash; every file whole; the next scan completes the work."""
+    """SIGINT (Ctrl-C) at several moments: exit code 130 with a message (or a finished run), never a crash;
+    every file whole; the next scan completes the work."""
     rng = random.Random(7)
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -136,7 +136,10 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
         time.sleep(rng.uniform(0.5, 4.0))
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
-        assert proc.returncode in (0, 130), (proc.returncode, err[-500:])
+        # 130: interrupted (with a message); 0: it had finished; -2: the signal landed while the interpreter was
+        # exiting after a finished run. Never an abort (-6) or a traceback.
+        assert proc.returncode in (0, 130, -signal.SIGINT), (proc.returncode, err[-500:])
+        assert "Traceback" not in err and "terminate called" not in err, err[-500:]
         if proc.returncode == 130:
             assert "Interrupted" in err
         for path, data in originals.items():

@@ -155,20 +155,25 @@ def test_moved_files_keep_their_decision_without_recognition(tmp_path, cat, rec0
     photos.mkdir()
     for name in (JPG, "nikon_d90_DSC_0011.JPG", "canon_g2_IMG_0308.JPG"):
         shutil.copy(camera_file(name), photos / name)
+    shutil.copy(camera_file(RAW), photos / "nikon_d90_DSC_0011.ARW")  # a RAW+JPEG pair
     rep, res = _scan([photos], cat, rec0)
     decided = {n: (r.landmark, r.confidence) for n, r in res.items()}
     ids = {Path(r["path"]).name: r["id"] for r in cat.rows("SELECT id, path FROM photos")}
     (photos / "2021").mkdir()
     os.rename(photos / JPG, photos / "2021" / "renamed.jpg")  # moved and renamed outside ltag
     os.utime(photos / "canon_g2_IMG_0308.JPG")  # touched only: same content
+    for ext in ("JPG", "ARW", "xmp"):  # the pair moves with its sidecar
+        os.rename(photos / f"nikon_d90_DSC_0011.{ext}", photos / "2021" / f"DSC_0011.{ext}")
     rep2, res2 = _scan([photos], cat, None)
-    assert rep2.counts["moved"] == 1 and rep2.decoded == 0 and not rep2.model_loaded
+    assert rep2.counts["moved"] == 3 and rep2.decoded == 0 and not rep2.model_loaded
+    assert cat.photo_by_path(str(photos / "2021" / "DSC_0011.ARW"))["id"] == ids["nikon_d90_DSC_0011.ARW"]
+    assert res2["DSC_0011.ARW"].status == "unchanged" and res2["DSC_0011.ARW"].landmark == decided["nikon_d90_DSC_0011.JPG"][0]
     assert res2["renamed.jpg"].status == "unchanged" and res2["renamed.jpg"].moved_from.endswith(JPG)
     row = cat.photo_by_path(str(photos / "2021" / "renamed.jpg"))
     assert row["id"] == ids[JPG] and (row["landmark"], row["confidence"]) == decided[JPG]
     assert row["folder"] == str(photos / "2021")
     assert cat.photo_by_path(str(photos / JPG)) is None
-    assert cat.rows("SELECT COUNT(*) AS n FROM photos")[0]["n"] == 3
+    assert cat.rows("SELECT COUNT(*) AS n FROM photos")[0]["n"] == 4  # no stale rows left behind
 
 
 @needs_exiftool
