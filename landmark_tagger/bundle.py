@@ -54,6 +54,7 @@ class Bundle:
     provenance: dict[str, Any]
     raw: dict[str, Any]
     _gallery: tuple[Any, Any] | None = field(default=None, repr=False)
+    _gallery_generic: Any = field(default=None, repr=False)
     _sessions: dict[tuple[str, ...], Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -79,8 +80,16 @@ class Bundle:
     def gallery(self):
         """``(embeddings (N, D) float32 L2-normalised, label_index (N,) int64)`` of the reference gallery."""
         if self._gallery is None:
-            self._gallery = _load_gallery(self.path / GALLERY_FILE, self.embedding_dim, len(self.labels))
+            emb, lab, gen = _load_gallery(self.path / GALLERY_FILE, self.embedding_dim, len(self.labels),
+                                          self.generic_dim)
+            self._gallery, self._gallery_generic = (emb, lab), gen
         return self._gallery
+
+    def gallery_generic(self):
+        """Generic features ``(N, G)`` float32 L2-normalised of the gallery's reference photos (same rows as
+        :meth:`gallery`), or None when the bundle does not carry them (the optional ``generic`` array)."""
+        self.gallery()
+        return self._gallery_generic
 
     def session(self, providers: list[str] | None = None, threads: int | None = None):
         """An onnxruntime session for ``model.onnx`` (cached per provider list), I/O checked against labels.json."""
@@ -201,7 +210,8 @@ def parse_labels_json(data: dict, path: Path) -> tuple:
     return model_id, labels, preprocess, scoring, emb_dim, gen_dim, provenance
 
 
-def _load_gallery(path: Path, dim: int, n_labels: int):
+def _load_gallery(path: Path, dim: int, n_labels: int, generic_dim: int | None = None):
+    """``(embeddings, labels, generic or None)``; ``generic`` is optional in the file (docs/model-bundle.md)."""
     import numpy as np
 
     if not path.is_file():
@@ -211,6 +221,7 @@ def _load_gallery(path: Path, dim: int, n_labels: int):
             if "embeddings" not in z.files or "labels" not in z.files:
                 raise _err(path, f"needs arrays 'embeddings' and 'labels', has {sorted(z.files)}")
             emb, lab = z["embeddings"], z["labels"]
+            gen = z["generic"] if "generic" in z.files else None
     except BundleError:
         raise
     except Exception as e:  # zipfile/ValueError/OSError from a damaged file
@@ -233,7 +244,28 @@ def _load_gallery(path: Path, dim: int, n_labels: int):
     norms = np.linalg.norm(emb, axis=1)
     if np.any(np.abs(norms - 1) > 1e-2):
         raise _err(path, "embeddings are not L2-normalised")
-    return emb / norms[:, None], lab.astype(np.int64)
+    if gen is not None:
+        gen = _check_generic(path, gen, emb.shape[0], generic_dim)
+    return emb / norms[:, None], lab.astype(np.int64), gen
+
+
+def _check_generic(path: Path, gen, n: int, generic_dim: int | None):
+    import numpy as np
+
+    if generic_dim is not None and (gen.ndim != 2 or gen.shape != (n, generic_dim)):
+        raise _err(path, f"generic has shape {gen.shape}, expected ({n}, {generic_dim}): one row per gallery "
+                         "embedding, generic_dim columns from labels.json")
+    if gen.ndim != 2 or gen.shape[0] != n:
+        raise _err(path, f"generic has shape {gen.shape}, expected ({n}, G): one row per gallery embedding")
+    if gen.dtype not in (np.float16, np.float32):
+        raise _err(path, f"generic must be float16 or float32, got {gen.dtype}")
+    gen = gen.astype(np.float32)
+    if not np.all(np.isfinite(gen)):
+        raise _err(path, "generic contains NaN or infinity")
+    norms = np.linalg.norm(gen, axis=1)
+    if np.any(np.abs(norms - 1) > 1e-2):
+        raise _err(path, "generic rows are not L2-normalised")
+    return gen / norms[:, None]
 
 
 def _check_session(sess, bundle: Bundle) -> None:

@@ -241,6 +241,11 @@ def distractors_for(bundle: Any, catalog: Catalog | None = None) -> np.ndarray |
     its reference photos), else the catalog's photos that the bundle tagged with confidence at least
     :data:`DISTRACTOR_MARGIN` above its threshold (up to :data:`MAX_CATALOG_DISTRACTORS`, spread evenly), else None.
     """
+    getter = getattr(bundle, "gallery_generic", None)  # a loaded Bundle: validated by load_bundle, cached
+    if callable(getter):
+        g = getter()
+        if g is not None and len(g):
+            return g
     gal = Path(bundle.path) / "gallery.npz"
     try:
         with np.load(gal, allow_pickle=False) as z:

@@ -53,6 +53,9 @@ def test_default_bundle_is_shipped_and_valid():
     assert 0 < b.threshold < 1
     emb, lab = b.gallery()
     assert emb.shape[1] == b.embedding_dim and set(lab.tolist()) == set(range(24))
+    gen = b.gallery_generic()  # shipped: the background of user-taught landmarks (docs/learn.md)
+    assert gen is not None and gen.shape == (len(emb), b.generic_dim)
+    assert np.allclose(np.linalg.norm(gen, axis=1), 1, atol=1e-5)
 
 
 @pytest.mark.parametrize("missing", ["model.onnx", "labels.json", "gallery.npz"])
@@ -112,6 +115,39 @@ def test_gallery_label_out_of_range(tiny: Path):
 def test_gallery_wrong_dim(tiny: Path):
     np.savez(tiny / "gallery.npz", embeddings=np.ones((3, 5), np.float32) / np.sqrt(5), labels=np.zeros(3, np.int64))
     with pytest.raises(BundleError, match=r"shape \(3, 5\), expected \(N, 4\)"):
+        load_bundle(tiny)
+
+
+def _with_generic(folder: Path, gen: np.ndarray) -> None:
+    with np.load(folder / "gallery.npz") as z:
+        emb, lab = z["embeddings"], z["labels"]
+    np.savez(folder / "gallery.npz", embeddings=emb, labels=lab, generic=gen)
+
+
+def test_gallery_generic_is_optional_and_loaded_when_present(tiny: Path):
+    assert load_bundle(tiny).gallery_generic() is None
+    rng = np.random.default_rng(0)
+    gen = rng.normal(size=(9, 8))
+    gen /= np.linalg.norm(gen, axis=1, keepdims=True)
+    _with_generic(tiny, gen.astype(np.float16))
+    b = load_bundle(tiny)
+    got = b.gallery_generic()
+    assert got.shape == (9, 8) and got.dtype == np.float32
+    assert np.allclose(got, gen, atol=2e-3) and np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-6)
+    assert b.gallery()[0].shape == (9, 4)  # the embeddings are untouched
+
+
+@pytest.mark.parametrize("gen, message", [
+    (np.ones((8, 8), np.float16) / np.sqrt(8), r"generic has shape \(8, 8\), expected \(9, 8\)"),
+    (np.ones((9, 4), np.float32) / 2, r"generic has shape \(9, 4\), expected \(9, 8\)"),
+    (np.ones(9, np.float32), r"generic has shape \(9,\)"),
+    (np.full((9, 8), np.nan, np.float32), "generic contains NaN"),
+    (np.ones((9, 8), np.float32), "generic rows are not L2-normalised"),
+    (np.ones((9, 8), np.int64), "generic must be float16 or float32"),
+])
+def test_gallery_generic_invalid(tiny: Path, gen, message: str):
+    _with_generic(tiny, gen)
+    with pytest.raises(BundleError, match=message):
         load_bundle(tiny)
 
 

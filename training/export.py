@@ -148,7 +148,7 @@ def export_run(run: Path, data: Path, out: Path, *, checkpoint: Path | None = No
     if parity["max_abs_diff"] > (5e-3 if weights == "fp16" else 1e-4):
         raise RuntimeError(f"ONNX parity check failed: {parity}")
     spec = Preprocess(cfg.img_size, tuple(meta["mean"]), tuple(meta["std"]), views=tuple(views or cfg.tta_views))
-    emb, _ = embed_samples(onnx_path, samples, spec, cache=run / f"emb_{weights}_{'_'.join(spec.views)}.npz")
+    emb, gen = embed_samples(onnx_path, samples, spec, cache=run / f"emb_{weights}_{'_'.join(spec.views)}.npz")
     sp, labels, groups, holdout = run_arrays(run, data, samples, split, classes, cfg.holdout_labels)
     from training.evaluate import SITE_KM, class_sites
 
@@ -164,8 +164,9 @@ def export_run(run: Path, data: Path, out: Path, *, checkpoint: Path | None = No
         [classes[i] for i in range(len(classes)) if (site == site[i]).sum() > 1])}
     keep = report.pop("gallery_keep")
     tr = (sp == "train") & ~holdout
+    # generic: the references' generic features (same rows), the background that user-taught landmarks must beat
     np.savez_compressed(tmp / "gallery.npz", embeddings=emb[tr][keep].astype(np.float16),
-                        labels=labels[tr][keep].astype(np.int16))
+                        labels=labels[tr][keep].astype(np.int16), generic=gen[tr][keep].astype(np.float16))
     date = dt.date.today().strftime("%Y%m%d")
     short = cfg.backbone.replace("tf_efficientnet_", "")
     model_id = model_id or f"{short}-gem-{meta['embed_dim']}-{data_name}-{date}"
