@@ -1,4 +1,4 @@
-"""``python -m training <train|evaluate|export> ...``: see docs/training.md."""
+"""``python -m training <train|evaluate|export|add-generic> ...``: see docs/training.md."""
 
 from __future__ import annotations
 
@@ -82,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     x.add_argument("--unknown-untagged", type=float, default=0.97,
                    help="share of those unknown-landmark photos the threshold must leave untagged (default 0.97)")
 
+    g = sub.add_parser("add-generic", help="add the gallery's generic features to an existing bundle (no retraining)")
+    g.add_argument("--bundle", type=Path, required=True, help="bundle folder whose gallery.npz gains 'generic'")
+    g.add_argument("--data", type=Path, required=True, help="the dataset the bundle was exported from")
+    g.add_argument("--run", type=Path, required=True, help="the run it was exported from (its split.json)")
+    g.add_argument("--min-cos", type=float, default=0.999,
+                   help="recomputed embeddings must match the stored ones this closely (default 0.999)")
+    g.add_argument("--threads", type=int, default=None)
+    g.add_argument("--dry-run", action="store_true", help="check the match, write nothing")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -113,6 +122,12 @@ def main(argv: list[str] | None = None) -> int:
                           views=views, rule=args.rule, open_set_from=args.open_set_from,
                           unknown_untagged=args.unknown_untagged)
         print(path)
+        return 0
+    if args.cmd == "add-generic":
+        from training.add_generic import add_generic
+
+        print(json.dumps(add_generic(args.bundle, args.data, args.run, min_cos=args.min_cos, threads=args.threads,
+                                     dry_run=args.dry_run), indent=1))
         return 0
     return 2
 
