@@ -239,9 +239,40 @@ def test_correct_replaces_the_wrong_tag_in_the_file_and_is_undoable(tmp_path, bu
         assert photo.read_bytes() == before  # byte-exact
 
 
+def _without_bundle_background(bundle, folder: Path):
+    """The same bundle minus the optional ``generic`` gallery array (model and labels linked, not copied)."""
+    from landmark_tagger.bundle import load_bundle
+
+    folder.mkdir()
+    for name in ("model.onnx", "labels.json"):
+        (folder / name).symlink_to((bundle.path / name).resolve())
+    with np.load(bundle.path / "gallery.npz") as z:
+        np.savez(folder / "gallery.npz", embeddings=z["embeddings"], labels=z["labels"])
+    return load_bundle(folder)
+
+
+def test_background_comes_from_the_bundle_when_present(tmp_path, rec):
+    gen = rec.bundle.gallery_generic()
+    if gen is None:
+        pytest.skip("this bundle ships no generic features for its references")
+    _, lab = rec.bundle.gallery()
+    assert learn.distractors_for(rec.bundle, None) is gen  # the bundle's references, no catalog needed
+    lotus = copy_to(tmp_path / "new", landmark_files("lotus_temple", 2))
+    gp = tmp_path / "user.gallery.npz"
+    learn.learn("Our Lotus", learn.collect(lotus)[0], recognizer=rec, gallery_path=gp, catalog=None)
+    g = UserGallery.load(gp)
+    assert g.distractors.shape == gen.shape  # saved with the gallery as its background
+    # the bundle's reference photos of the other landmarks are not taken for the taught one
+    others = gen[lab != rec.bundle.label_ids.index("lotus_temple")]
+    assert (g.score(others, rec.bundle.threshold).confidence < rec.bundle.threshold).all()
+
+
 def test_background_comes_from_confidently_tagged_catalog_photos(tmp_path, rec):
+    from landmark_tagger.recognizer import Recognizer
     from landmark_tagger.scan import scan
 
+    rec = Recognizer(_without_bundle_background(rec.bundle, tmp_path / "bundle"))  # else the bundle's comes first
+    assert learn.distractors_for(rec.bundle, None) is None
     copy_to(tmp_path / "trip", landmark_files("taj_mahal", 4))
     lotus = copy_to(tmp_path / "new", landmark_files("lotus_temple", 2))
     with open_catalog(tmp_path / "catalog.db") as cat:
