@@ -287,3 +287,13 @@ def test_path_sort_without_text_matches_the_index_answer(cat, kw):
     via_fts = sorted(r["path"] for r in S.search(cat, "", sort="date", limit=None, **kw))
     assert fast == via_fts and fast
     assert [r["path"] for r in S.search(cat, "", sort="path", limit=2, offset=1, **kw)] == fast[1:3]
+
+
+def test_unwritten_includes_read_only_files(cat):
+    # a decision kept from a read-only file is not in the file yet: `ltag write` writes it once writable,
+    # so --unwritten (and stats' unwritten count) must list it (found by the end-to-end review)
+    add(cat, "/arch/ro/DSC_7777.JPG", landmark="Eiffel Tower", confidence=0.9, write_status="readonly",
+        taken_at="2017-01-01T00:00:00")
+    assert paths(S.search(cat, unwritten=True)) == ["P1.jpg", "IMG_0308.JPG", "DSC_7777.JPG"]
+    assert paths(S.search(cat, unwritten=True, sort="path")) == ["IMG_0308.JPG", "P1.jpg", "DSC_7777.JPG"]
+    assert S.stats(cat)["unwritten_files"] == 3
