@@ -407,3 +407,17 @@ def test_ltag_undo_dispatches_rename_batches(archive):
     assert report.runs == [res.run_id] and report.renames and report.renames[0].restored == 11
     assert tree(root) == before
     assert cat.conn.execute("SELECT status FROM runs WHERE id = ?", (res.run_id,)).fetchone()[0] == "undone"
+
+
+def test_plan_table_shows_every_name_in_full_on_a_narrow_terminal(archive):
+    # found by the end-to-end review: at 80 columns the plan cut long new names with "…" (extension hidden)
+    root, cat = archive
+    r = subprocess.run([sys.executable, "-m", "landmark_tagger", "rename", "--by-landmark", str(root), "--dry-run",
+                        "--db", str(cat.path)], capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO),
+                                                                               COLUMNS="60"))
+    assert r.returncode == 0, r.stderr
+    text = r.stdout.decode()
+    assert "…" not in text
+    cells = "".join(line.split("│")[2].strip() for line in text.splitlines() if line.count("│") == 2)
+    for _old, new in R.plan_rename(cat, [root]).moves():
+        assert os.path.relpath(new, root).replace(" ", "") in cells.replace(" ", "")

@@ -120,7 +120,9 @@ def _show_plan(plan, limit: int) -> None:  # noqa: ANN001
 
     moves = plan.moves()
     if moves:
-        t = Table("old", "", "new", show_edge=False, header_style="bold")
+        t = Table(show_edge=False, header_style="bold")
+        for head in ("old", "", "new"):  # fold, never cut: a plan must show every name in full
+            t.add_column(head, overflow="fold")
         shown = moves if limit == 0 else moves[:limit]
         for old, new in shown:
             t.add_row(_rel(old, plan.roots), "→", _rel(new, plan.roots))
