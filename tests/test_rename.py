@@ -414,7 +414,7 @@ def test_plan_table_shows_every_name_in_full_on_a_narrow_terminal(archive):
     root, cat = archive
     r = subprocess.run([sys.executable, "-m", "landmark_tagger", "rename", "--by-landmark", str(root), "--dry-run",
                         "--db", str(cat.path)], capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO),
-                                                                               COLUMNS="60"))
+                                                                               COLUMNS="40"))
     assert r.returncode == 0, r.stderr
     text = r.stdout.decode()
     assert "…" not in text
