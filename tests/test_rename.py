@@ -367,6 +367,7 @@ def test_cli_rename_yes_and_undo(archive):
                        capture_output=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "Lightroom" in r.stderr.decode() and "Renamed" in r.stdout.decode()
+    assert "\r" not in r.stderr.decode() and "/11 files" not in r.stderr.decode()   # no counters into a pipe
     assert tree(root) != before
     r = subprocess.run([sys.executable, "-m", "landmark_tagger", "rename", "--undo"], capture_output=True, env=env)
     assert r.returncode == 0, r.stderr

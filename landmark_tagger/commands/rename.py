@@ -98,6 +98,8 @@ def _progress():  # noqa: ANN202
     def cb(done: int, total: int) -> None:
         import time
 
+        if not err.is_terminal:  # a log or a pipe gets the summary only, not a run of "\r" counters
+            return
         now = time.monotonic()
         if now - state["last"] > 0.5 or done == total:
             state["last"] = now
