@@ -29,6 +29,7 @@ import gc
 import json
 import logging
 import os
+import queue
 import signal
 import sqlite3
 import threading
@@ -536,41 +537,83 @@ class Scanner:
         by_gi = {w.gi: w for w in work}
         batch: list[_Work] = []
         n_arrays = 0
+        # Inference stays in this (main) thread; writing the batch's files (fsync) and committing its rows happen
+        # in one writer thread, so that a slow disk does not stall the decoding workers. Only the writer thread
+        # touches the catalog while this runs.
+        todo: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=2)
+        failure: list[BaseException] = []
+
+        def consume() -> None:
+            while True:
+                item = todo.get()
+                if item is None:
+                    return
+                if failure:
+                    continue  # drain: the main thread raises the failure
+                try:
+                    self._write_batch(*item)
+                except BaseException as e:  # noqa: BLE001 - handed to the main thread
+                    failure.append(e)
+
+        writer = threading.Thread(target=consume, name="ltag-scan-writer", daemon=True)
+        writer.start()
+
+        def hand_over(b: list[_Work]) -> None:
+            item = (b, *self._infer(b), model_id)
+            while True:
+                if failure:
+                    raise failure[0]
+                try:
+                    todo.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+
         try:
             for res in pool.map(jobs):
+                if failure:
+                    raise failure[0]
                 w = by_gi.pop(res["gi"])
                 w.res = res
                 batch.append(w)
                 if res["array"] is not None:
                     n_arrays += 1
                 if n_arrays >= self.batch_size or len(batch) >= self.batch_size * 4:
-                    self._flush(batch, model_id)
+                    hand_over(batch)
                     batch, n_arrays = [], 0
             if batch:
-                self._flush(batch, model_id)
+                hand_over(batch)
         except BaseException:
+            _stop_writer(todo, writer, drain=True)  # finish only the batch being written
             pool.close(kill=True)
             raise
+        _stop_writer(todo, writer, drain=False)
         pool.close()
+        if failure:
+            raise failure[0]
 
-    def _flush(self, batch: list[_Work], model_id: str) -> None:
-        """Recognise the batch's decoded photos, write keywords, then commit the batch's rows."""
+    def _infer(self, batch: list[_Work]) -> tuple[list[Any], Any, Any]:
+        """Recognise the batch's decoded photos (main thread): (decisions, embeddings, generic features)."""
         arrays = [w.res["array"] for w in batch if w.res["array"] is not None]
-        decisions: list[Any] = []
-        embs: Any = None
-        gens: Any = None
-        if arrays:
-            rec = self._get_recognizer()
-            embs, gens = rec.embed(arrays)
-            decisions = rec.decide(embs, gens)
-            self.n_embedded += len(arrays)
-            self.n_decoded += len(arrays)
+        if not arrays:
+            return [], None, None
+        rec = self._get_recognizer()
+        embs, gens = rec.embed(arrays)
+        decisions = rec.decide(embs, gens)
+        self.n_embedded += len(arrays)
+        self.n_decoded += len(arrays)
+        for w in batch:
+            w.res["array"] = w.res["array"] is not None  # keep only whether it was decoded; free the pixels
+        return decisions, embs, gens
+
+    def _write_batch(self, batch: list[_Work], decisions: list[Any], embs: Any, gens: Any, model_id: str) -> None:
+        """Write keywords for the batch's photos, then commit the batch's rows (writer thread)."""
         k = 0
         rows: list[tuple[dict[str, Any], str | None]] = []  # (row values, moved-from path)
         emb_rows: list[tuple[str, bytes, bytes | None]] = []
         for w in batch:
             dec = emb = gen = None
-            if w.res["array"] is not None:
+            if w.res["array"]:
                 dec = decisions[k]
                 emb = embs[k]
                 gen = gens[k] if gens is not None else None
@@ -851,6 +894,33 @@ class Scanner:
                 batch_rows = []
         if batch_rows:
             self._commit(batch_rows, [], model_id)
+
+
+def _stop_writer(todo: queue.Queue[Any], writer: threading.Thread, *, drain: bool) -> None:
+    """Let the writer thread finish (after the queued batches, or only the one in progress with ``drain``) and wait
+    for it, even through another Ctrl-C: a batch's files and rows are never left half done by us."""
+    again = False
+    if drain:
+        while True:
+            try:
+                todo.get_nowait()
+            except queue.Empty:
+                break
+    while writer.is_alive():
+        try:
+            todo.put(None, timeout=0.2)
+            break
+        except queue.Full:
+            continue
+        except KeyboardInterrupt:
+            again = True
+    while writer.is_alive():
+        try:
+            writer.join()
+        except KeyboardInterrupt:
+            again = True
+    if again and not drain:
+        raise KeyboardInterrupt
 
 
 def _upsert(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
