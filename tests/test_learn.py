@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -307,3 +308,14 @@ def test_learn_from_search(tmp_path, rec):
         assert rep.added == 3 and all(p.reused for p in rep.photos)
         _, problems = learn.collect([], from_search="nothingmatchesthis", catalog=cat)
         assert problems == ["the search 'nothingmatchesthis' found no photos"]
+
+
+def test_cli_landmarks_table_shows_whole_positions_on_a_narrow_terminal(tmp_path, bundle):
+    # found by the end-to-end review: at 80 columns (64 here: no taught landmark) the position column was cut ("10.7828,79.13…")
+    env = dict(os.environ, COLUMNS="64", LTAG_DB=str(tmp_path / "catalog.db"))
+    res = subprocess.run([sys.executable, "-m", "landmark_tagger", "landmarks", "--model", str(bundle.path)],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert "…" not in res.stdout
+    positions = [f"{lm.lat:.4f},{lm.lon:.4f}" for lm in bundle.labels if lm.lat is not None]
+    assert positions and all(p in res.stdout for p in positions)

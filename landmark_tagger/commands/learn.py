@@ -175,7 +175,9 @@ def register(app: typer.Typer) -> None:
 
         t = Table(title=f"Landmarks (model {data['model_id'] or '?'})")
         for col in ("landmark", "source", "references", "parent", "position", "threshold"):
-            t.add_column(col)
+            # a position is never cut ("10.7828,79.13…" at 80 columns); long names fold rather than vanish
+            t.add_column(col, no_wrap=col == "position", min_width=18 if col == "position" else None,
+                         overflow="fold")
         for lm in data["user"]:
             pos = f"{lm['lat']:.4f},{lm['lon']:.4f}" if lm["lat"] is not None else ""
             t.add_row(lm["name"], "taught", str(lm["references"]), lm["parent"] or "", pos, f"{lm['threshold']:.3f}")
