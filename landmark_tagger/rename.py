@@ -293,13 +293,22 @@ def plan_rename(catalog: Any, roots: Sequence[str | os.PathLike[str]], *, templa
             for name in sorted(companions.get(folder, {}).get(stem.casefold(), [])):
                 members.append(Member(os.path.join(folder, name), name[len(stem):]))
             date = _parse_date(prim["taken_at"])
+            for r in grows:  # the primary has no capture date: another file of the group may
+                date = date or _parse_date(r["taken_at"])
             g = PlannedGroup(key=key, root=root, folder=folder, stem=stem, landmark=landmark,
                              date=date or datetime(1900, 1, 1), members=members)
             if date is None:
-                try:
-                    g.date = datetime.fromtimestamp(os.stat(prim["path"]).st_mtime).replace(microsecond=0)
-                except OSError:
-                    pass
+                # no capture date anywhere: the oldest modification time of the group's files. Not the
+                # primary's alone: ltag's own keyword write (without --keep-mtime) made that the day of the
+                # scan, while a RAW companion is never written and keeps its camera time.
+                mtimes = []
+                for m in members:
+                    try:
+                        mtimes.append(os.stat(m.path).st_mtime)
+                    except OSError:
+                        pass
+                if mtimes:
+                    g.date = datetime.fromtimestamp(min(mtimes)).replace(microsecond=0)
             g.row = prim
             reason = _check_members(g)
             if reason:

@@ -422,3 +422,26 @@ def test_plan_table_shows_every_name_in_full_on_a_narrow_terminal(archive):
     cells = "".join(line.split("│")[2].strip() for line in text.splitlines() if line.count("│") == 2)
     for _old, new in R.plan_rename(cat, [root]).moves():
         assert os.path.relpath(new, root).replace(" ", "") in cells.replace(" ", "")
+
+
+def test_undated_group_takes_its_oldest_file_time_not_the_rewritten_jpeg(tmp_path):
+    # found by the end-to-end review: an undated JPEG+RAW pair was named by the JPEG's mtime, which ltag's own
+    # keyword write had just set to the day of the scan; the never-written RAW keeps the camera's time
+    root = tmp_path / "Photos"
+    jpg = write(root / "card" / "DSC_0500.JPG", _jpeg("nikon_d90_DSC_0003.JPG"))
+    nef = write(root / "card" / "DSC_0500.NEF", b"NEF stand-in " * 100)
+    os.utime(nef, (1557223200, 1557223200))                      # 2019-05-07 (local time, +-1 day)
+    os.utime(jpg, (1717236000, 1717236000))                      # 2024-06-01: when ltag wrote keywords
+    cat = open_catalog(tmp_path / "cat.db")
+    add(cat, jpg, landmark="Eiffel Tower", taken_at=None)
+    add(cat, nef, landmark="Eiffel Tower", taken_at=None)
+    try:
+        (g,) = R.plan_rename(cat, [root]).groups
+        assert g.date.date().isoformat()[:7] == "2019-05"
+        add(cat, write(root / "b" / "DSC_0600.JPG", _jpeg("nikon_d90_DSC_0011.JPG")), landmark="Colosseum",
+            taken_at=None)
+        add(cat, write(root / "b" / "DSC_0600.NEF", b"NEF"), landmark="Colosseum", taken_at="2018-03-04T05:06:07")
+        dates = {g.landmark: g.date for g in R.plan_rename(cat, [root]).groups}
+        assert dates["Colosseum"].isoformat() == "2018-03-04T05:06:07"   # the RAW's capture date
+    finally:
+        cat.close()
