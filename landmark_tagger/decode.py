@@ -386,7 +386,8 @@ def _decode_raw(path: Path, head: bytes, want_short: int, *, preview_min_short: 
                 return img
         # Last resort: demosaic at half size (LibRaw applies the file's flip itself).
         try:
-            rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
+            with _libraw_stderr_silenced():
+                rgb = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8)
         except rawpy.LibRawFileUnsupportedError as e:
             raise UnsupportedImageError(
                 f"LibRaw cannot decode this RAW's image data ({_libraw_reason(e)}) and {preview_problem}"
@@ -442,6 +443,32 @@ def _preview_image(thumb: Any, want_short: int, flip: int, min_short: int,
             return None, f"its embedded bitmap preview is unreadable ({e})"
         return _shrink(_orient(im, raw_orientation), want_short, want_long), ""
     return None, "its embedded preview has an unknown format"
+
+
+class _libraw_stderr_silenced:
+    """LibRaw prints its own "FILE: Unexpected end of file" straight to file descriptor 2 while it unpacks a
+    truncated RAW; the same problem reaches the user as this file's error line, so the raw C message (with no
+    prefix, before the summary, on every rescan) is dropped: fd 2 points at /dev/null for the call only."""
+
+    def __enter__(self) -> None:
+        import sys
+
+        self.saved = None
+        try:
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # no fd 2 (embedded use): nothing to silence
+            if self.saved is not None:
+                os.close(self.saved)
+            self.saved = None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
 
 
 def _libraw_reason(e: BaseException) -> str:

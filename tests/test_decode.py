@@ -289,3 +289,15 @@ def test_odd_unicode_raw_file_name(tmp_path):
 def test_max_pixels_is_raised_above_pillows_default():
     assert decode.MAX_PIXELS >= 150_000_000
     assert Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS >= decode.MAX_PIXELS
+
+
+def test_truncated_raw_leaves_no_libraw_chatter_on_stderr(capfd):
+    # found by the end-to-end review: LibRaw printed "<path>: Unexpected end of file" on fd 2 on every scan,
+    # before ltag's own summary; the file's error line says it already
+    with pytest.raises(UnsupportedImageError, match="truncated or corrupt RAW"):
+        decode_for_model(camera_file("sony_a330_truncated_100k.arw"), 224)
+    import sys
+
+    print("still here", file=sys.stderr)      # fd 2 is back afterwards
+    err = capfd.readouterr().err
+    assert "Unexpected end of file" not in err and "still here" in err
