@@ -91,7 +91,8 @@ def main() -> None:
     except Exception as e:  # click usage errors and the like
         import click
 
-        if isinstance(e, click.ClickException):
+        # typer >= 0.20 raises its own vendored click's exceptions (typer._click), not click's: match by class
+        if isinstance(e, click.ClickException) or any(c.__name__ == "ClickException" for c in type(e).__mro__):
             e.show()
             sys.exit(e.exit_code)
         if _state["debug"]:

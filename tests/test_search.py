@@ -297,3 +297,14 @@ def test_unwritten_includes_read_only_files(cat):
     assert paths(S.search(cat, unwritten=True)) == ["P1.jpg", "IMG_0308.JPG", "DSC_7777.JPG"]
     assert paths(S.search(cat, unwritten=True, sort="path")) == ["IMG_0308.JPG", "P1.jpg", "DSC_7777.JPG"]
     assert S.stats(cat)["unwritten_files"] == 3
+
+
+def test_cli_usage_errors_are_click_usage_errors(cat):
+    # found by the end-to-end review: typer's vendored click exceptions slipped past cli.main's ClickException
+    # check and came out as "Error: BadParameter: ... (run with --debug for the traceback)", exit 1, no usage
+    for args, what in ((["search", "--min-confidence", "2"], "Invalid value for '--min-confidence'"),
+                       (["search", "--no-such-flag"], "No such option: --no-such-flag")):
+        r = _ltag(args, cat.path)
+        err = " ".join(r.stderr.decode().split())
+        assert r.returncode == 2 and what in err and "Usage: " in err and " search [OPTIONS]" in err, err
+        assert "BadParameter" not in err and "--debug" not in err and "NoSuchOption" not in err
