@@ -22,7 +22,10 @@ from .errors import UnsupportedImageError
 __all__ = ["PhotoFacts", "camera_display_name", "parse_exif_datetime", "read_facts"]
 
 # exifread logs "File format not recognized" etc. as warnings; a file without EXIF is normal, not news.
+# A NullHandler alone does not stop them reaching the root logger (the CLI's: "WARNING exifread: File format not
+# recognized." under `ltag learn`), so its warnings are dropped; its errors still come through.
 logging.getLogger("exifread").addHandler(logging.NullHandler())
+logging.getLogger("exifread").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)

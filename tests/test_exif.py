@@ -244,3 +244,18 @@ def test_odd_unicode_names(tmp_path):
 def test_misnamed_jpeg_nef_gets_jpeg_size():
     facts = read_facts(camera_sample("raw/misnamed_jpeg_Issue_247-1.nef"))
     assert (facts.width, facts.height) == (2000, 3008) and facts.camera == "Nikon D70s"
+
+
+def test_no_exifread_warnings_reach_the_log(tmp_path, caplog):
+    # found by the end-to-end review: `ltag learn` on a text file named .jpg printed
+    # "WARNING exifread: File format not recognized." through the CLI's root logger
+    import logging
+
+    p = tmp_path / "notes.jpg"
+    p.write_text("hello, not an image\n")
+    with caplog.at_level(logging.DEBUG):
+        try:
+            read_facts(p)
+        except UnsupportedImageError:
+            pass
+    assert not [r for r in caplog.records if r.name.startswith("exifread") and r.levelno >= logging.WARNING]
