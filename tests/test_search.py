@@ -308,3 +308,14 @@ def test_cli_usage_errors_are_click_usage_errors(cat):
         err = " ".join(r.stderr.decode().split())
         assert r.returncode == 2 and what in err and "Usage: " in err and " search [OPTIONS]" in err, err
         assert "BadParameter" not in err and "--debug" not in err and "NoSuchOption" not in err
+
+
+def test_cli_no_match_hint_only_for_an_empty_catalog(cat, tmp_path):
+    # found by the end-to-end review: `ltag search --place india` in a scanned catalog said
+    # "No photos match. (Is the catalog scanned?)"
+    r = _ltag(["search", "--place", "atlantis"], cat.path)
+    assert r.returncode == 1 and b"No photos match" in r.stderr and b"scanned" not in r.stderr
+    empty = open_catalog(tmp_path / "empty.db")
+    empty.close()
+    r = _ltag(["search", "--unknown"], tmp_path / "empty.db")
+    assert r.returncode == 1 and b"Is the catalog scanned?" in r.stderr

@@ -79,8 +79,11 @@ def register(app: typer.Typer) -> None:
         with _open(db) as cat:
             rows = S.search(cat, text, filters=filters, sort=sort, limit=page, offset=offset)
             total = S.count(cat, text, filters=filters) if show_count else None
+            # the hint only where it is true: a filter (--place, --unwritten, ...) that matches nothing in a
+            # scanned catalog is not a sign of an empty one
+            empty = not rows and cat.conn.execute("SELECT 1 FROM photos LIMIT 1").fetchone() is None
         if not rows:
-            raise NoMatchError("No photos match." + ("" if text or offset else " (Is the catalog scanned?)"))
+            raise NoMatchError("No photos match." + (" (Is the catalog scanned?)" if empty else ""))
         out = sys.stdout
         if print0:
             out.write("".join(r["path"] + "\0" for r in rows))
