@@ -445,3 +445,15 @@ def test_undated_group_takes_its_oldest_file_time_not_the_rewritten_jpeg(tmp_pat
         assert dates["Colosseum"].isoformat() == "2018-03-04T05:06:07"   # the RAW's capture date
     finally:
         cat.close()
+
+
+def test_plan_summary_does_not_call_an_unreadable_file_unscanned(archive):
+    # found by the end-to-end review: a truncated RAW that every scan fails on was counted "not recognised yet"
+    root, cat = archive
+    add(cat, write(root / "bad" / "DSC_0900.NEF", b"truncated"), landmark=None, status="failed",
+        error="truncated or corrupt RAW", role="primary")
+    r = subprocess.run([sys.executable, "-m", "landmark_tagger", "rename", "--by-landmark", str(root), "--dry-run",
+                        "--db", str(cat.path)], capture_output=True, env=dict(os.environ, PYTHONPATH=str(REPO),
+                                                                               COLUMNS="250"))
+    err = " ".join(r.stderr.decode().split())
+    assert r.returncode == 0 and "1 not recognised (not scanned yet, or unreadable)" in err, err

@@ -134,7 +134,7 @@ def _show_plan(plan, limit: int) -> None:  # noqa: ANN001
     c = plan.counts()
     err.print(f"{c['files']} files in {c['groups']} photos to rename; {c['unchanged']} already named; "
               f"{c['skipped']} skipped; {c['unknown_kept']} unknown left in place; "
-              f"{c['not_recognised']} not recognised yet; {c['new_folders']} new folders; "
+              f"{c['not_recognised']} not recognised (not scanned yet, or unreadable); {c['new_folders']} new folders; "
               f"{c['seq_bumped']} names bumped to avoid a conflict.")
     for g in plan.skipped:
         err.print(f"[warning]skipped[/warning] {g.members[0].path}: {g.reason}")
