@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 
 SIDECAR_STYLES = ("adobe", "darktable")
 LANDMARK_ROOT = "Landmarks"
+# ltag:* properties that alone never cause a rewrite (scan/retag/learn pass them as ``props``; they are refreshed
+# whenever the file is written for another reason, and the catalog keeps the current value): a confidence that
+# moved a little on a rescan must not rewrite the photo (fewer writes, backup tools stay quiet).
+VOLATILE_PROPS = frozenset({"Confidence"})
 
 
 def landmark_keywords(name: str | None) -> tuple[list[str], list[str]]:
@@ -264,7 +268,8 @@ class Writer:
                     flat=flat_after, hier=hier_after)
         wants_something = bool(desired_flat or desired_hier or plan.owned)
         ltag_props = {**(edit.ltag or {}), **props} if wants_something else dict(edit.ltag or {})
-        stale_props = wants_something and any(state.ltag.get(k) != v for k, v in props.items() if k != "confidence")
+        stale_props = wants_something and any(state.ltag.get(k) != v for k, v in props.items()
+                                         if k not in VOLATILE_PROPS)
         loc = location if (self.iptc_location and location) else None
         if not (plan.changed or stale_props or loc):
             return WriteOutcome(status="unchanged" if (exists and wants_something) else "none", **base)

@@ -307,3 +307,28 @@ def test_delta_matches_a_naive_diff(monkeypatch):
         assert W._common_prefix(a, b) == p
         limit = min(len(a), len(b)) - p
         assert W._common_suffix(a, b, limit) == min(len(os.path.commonprefix([a[::-1], b[::-1]])), limit)
+
+
+def test_confidence_alone_does_not_rewrite_the_file(tmp_path, cat):
+    """Re-deciding the same landmark with a slightly different confidence (a rescan) leaves the file byte-identical;
+    a real change (another landmark) writes and refreshes ltag:Confidence with it."""
+    p = tmp_path / "DSC_0003.JPG"
+    shutil.copy(camera_file(JPG), p)
+    w = _writer(cat)
+    first = w.write(str(p), "jpeg", *EIFFEL, owned_before=[], suppressed_before=[],
+                    props={"ModelId": "test-model", "Landmark": "Eiffel Tower", "Confidence": "0.9100"})
+    assert first.status == "written", first.error
+    sha = fsutil.sha256_file(p)
+    again = _writer(cat).write(str(p), "jpeg", *EIFFEL, owned_before=first.owned, suppressed_before=[],
+                               props={"ModelId": "test-model", "Landmark": "Eiffel Tower", "Confidence": "0.9137"})
+    assert again.status == "unchanged"
+    assert fsutil.sha256_file(p) == sha
+    assert metadata.read_keywords(p).ltag["Confidence"] == "0.9100"
+    assert len(cat.rows("SELECT * FROM changes")) == 1
+    # another property that matters (the landmark) still rewrites, and the confidence comes along
+    moved = _writer(cat).write(str(p), "jpeg", *LOUVRE, owned_before=first.owned, suppressed_before=[],
+                               props={"ModelId": "test-model", "Landmark": "Louvre", "Confidence": "0.8800"})
+    assert moved.status == "written", moved.error
+    st = metadata.read_keywords(p)
+    assert (st.ltag["Landmark"], st.ltag["Confidence"]) == ("Louvre", "0.8800")
+    assert fsutil.sha256_file(p) == moved.after_sha256
