@@ -118,10 +118,13 @@ def file_kind(path: str | os.PathLike[str]) -> str | None:
     return _KIND_BY_EXT.get(os.path.splitext(os.fspath(path))[1].lower())
 
 
-def decode_for_model(path: str | os.PathLike[str], min_side: int) -> Image.Image:
+def decode_for_model(path: str | os.PathLike[str], min_side: int, *, data: bytes | None = None) -> Image.Image:
     """Decode a photo for recognition: RGB, EXIF orientation applied, short side >= ``min_side`` when the source
     has that many pixels (otherwise as large as it is), and not much more than twice that (cheap to ship between
     processes and to resize).
+
+    ``data``: the file's bytes when the caller has already read them (the scan hashes and decodes one buffer);
+    ``path`` then only names the file (its extension and messages). A RAW file is still opened by path.
 
     Raises:
         UnsupportedImageError: the file is empty, truncated, corrupt, not an image, or a RAW file LibRaw cannot
@@ -129,7 +132,7 @@ def decode_for_model(path: str | os.PathLike[str], min_side: int) -> Image.Image
     """
     if min_side < 1:
         raise ValueError(f"min_side must be >= 1, got {min_side}")
-    img = _decode(Path(path), min_side, preview_min_short=min_side)
+    img = _decode(Path(path), min_side, preview_min_short=min_side, data=data)
     return _shrink(img, min_side)
 
 
@@ -151,20 +154,31 @@ def decode_thumbnail(path: str | os.PathLike[str], max_side: int) -> Image.Image
 # --------------------------------------------------------------------------------------------------- dispatch
 
 
-def _decode(path: Path, want_short: int, *, preview_min_short: int, want_long: int = 0) -> Image.Image:
+def _decode(path: Path, want_short: int, *, preview_min_short: int, want_long: int = 0,
+            data: bytes | None = None) -> Image.Image:
     """Dispatch on the file's magic bytes, then on its extension.
 
-    JPEG, PNG, TIFF and HEIC files are read into memory in one go; RAW files are opened by path so that LibRaw
-    reads only the parts it needs (the preview of a 25 MB NEF is a small part of it).
+    JPEG, PNG, TIFF and HEIC files are read into memory in one go (or taken from ``data``); RAW files are opened
+    by path so that LibRaw reads only the parts it needs (the preview of a 25 MB NEF is a small part of it).
     """
     kind = file_kind(path)
     try:
-        with open(path, "rb") as f:
-            head = f.read(16)
+        if data is not None:
+            head = bytes(data[:16])
             if not head:
                 raise UnsupportedImageError("empty file (0 bytes)")
             is_jpeg = head.startswith(b"\xff\xd8\xff")
-            data = head + f.read() if (is_jpeg or kind != "raw") else b""
+        else:
+            with open(path, "rb") as f:
+                head = f.read(16)
+                if not head:
+                    raise UnsupportedImageError("empty file (0 bytes)")
+                is_jpeg = head.startswith(b"\xff\xd8\xff")
+                if is_jpeg or kind != "raw":
+                    f.seek(0)
+                    data = f.read()  # one buffer, not head + rest (a copy of the whole file)
+                else:
+                    data = b""
     except UnsupportedImageError:
         raise
     except IsADirectoryError:

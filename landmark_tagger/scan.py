@@ -26,6 +26,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import gc
+import hashlib
+import io
 import json
 import logging
 import os
@@ -41,6 +43,7 @@ from typing import Any
 
 from landmark_tagger import fsutil
 from landmark_tagger.catalog import Catalog, now_iso
+from landmark_tagger.decode import file_kind as dec_file_kind
 from landmark_tagger.errors import LtagError
 from landmark_tagger.walk import FileEntry, PhotoGroup, walk
 from landmark_tagger.writer import WriteOutcome, Writer, desired_keywords, split_ltag_keywords
@@ -136,6 +139,12 @@ def _worker_init(min_side: int | None, spec: Any, reuse: frozenset[str], owner: 
         threading.Thread(target=watch, name="ltag-owner-watch", daemon=True).start()
 
 
+def _read_once(path: str) -> bool:
+    """Whether a file to hash and decode is read into memory once (JPEG, PNG, TIFF, HEIC: the decoder reads it all
+    anyway); a RAW file is hashed by streaming and decoded by path (LibRaw reads only its preview)."""
+    return dec_file_kind(path) not in (None, "raw")
+
+
 def _prepare_job(job: tuple[int, list[tuple[str, bool]], list[str]]) -> dict[str, Any]:
     """Worker: hash what needs hashing, read EXIF facts, decode the first decodable file of ``decode``
     (primary first, then its companions) unless its content is already decided in the catalog."""
@@ -146,16 +155,28 @@ def _prepare_job(job: tuple[int, list[tuple[str, bool]], list[str]]) -> dict[str
     shas: dict[str, str | None] = {}
     facts: dict[str, dict[str, Any] | None] = {}
     errors: dict[str, str] = {}
+    bufs: dict[str, bytes] = {}
     for path, need_hash in files:
         if need_hash:
             try:
-                shas[path] = fsutil.sha256_file(path)
+                if decode and path == decode[0] and _read_once(path):
+                    # The file is hashed, its EXIF read and its image decoded from one read of its bytes.
+                    with open(path, "rb") as f:
+                        bufs[path] = f.read()
+                    shas[path] = hashlib.sha256(bufs[path]).hexdigest()
+                else:
+                    shas[path] = fsutil.sha256_file(path)
             except OSError as e:
                 shas[path] = None
                 errors[path] = f"cannot read: {e.strerror or e}"
                 continue
         try:
-            facts[path] = dataclasses.asdict(exif.read_facts(path))
+            if path in bufs:
+                kind = dec_file_kind(path)
+                facts[path] = dataclasses.asdict(exif.facts_from_tags(
+                    exif._exif_tags(io.BytesIO(bufs[path])), exif._pixel_size(io.BytesIO(bufs[path]), path, kind)))
+            else:
+                facts[path] = dataclasses.asdict(exif.read_facts(path))
         except (UnsupportedImageError, OSError) as e:
             facts[path] = None
             errors.setdefault(path, str(e))
@@ -164,14 +185,16 @@ def _prepare_job(job: tuple[int, list[tuple[str, bool]], list[str]]) -> dict[str
             errors.setdefault(path, f"cannot read EXIF: {type(e).__name__}: {e}")
     out: dict[str, Any] = {"gi": gi, "sha": shas, "facts": facts, "errors": errors, "array": None,
                            "decoded_from": None, "decode_error": None}
-    if decode and shas.get(decode[0]) not in _W.get("reuse", ()):
+    if not (decode and shas.get(decode[0]) not in _W.get("reuse", ())):
+        bufs.clear()
+    else:
         from landmark_tagger import decode as dec
         from landmark_tagger import preprocess
 
         first_err = None
         for path in decode:
             try:
-                img = dec.decode_for_model(path, _W["min_side"])
+                img = dec.decode_for_model(path, _W["min_side"], data=bufs.pop(path, None))
                 out["array"] = preprocess.prepare(img, _W["spec"])
                 out["decoded_from"] = path
                 break
