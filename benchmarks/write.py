@@ -7,6 +7,8 @@ XMP lr:hierarchicalSubject) to fresh copies of the same files:
   (ownership policy), rewrite the XMP/APP13 segments, atomic write (sibling temp file with the new head and
   the original image data copied in the kernel, fsync, rename, directory fsync) -- what ``ltag scan`` does
   per photo, minus the undo record.
+* ltag Writer: ``writer.Writer.write`` itself, as ``ltag scan`` calls it: the above plus the undo record
+  (delta of the heads, sha256 before/after, committed to a catalog before the replace).
 * ltag, whole file: the same but reading the whole file into memory and writing all of it back
   (``fsutil.atomic_write(path, data)`` without ``tail_from``).
 * exiftool: one ``-stay_open`` process fed one command per file (``-overwrite_original``: exiftool's own
@@ -79,6 +81,28 @@ def run_ltag(paths: list[Path]) -> float:
             edit = plan(metadata.read_jpeg_keywords(head), FLAT, HIER).edit
             fsutil.atomic_write(p, metadata.rewrite_jpeg(head, edit), tail_from=(f.fileno(), len(head)))
     return time.perf_counter() - t0
+
+
+def run_ltag_writer(paths: list[Path], work: Path) -> float:
+    """``writer.Writer.write``, the real path ``ltag scan`` takes: keyword plan, undo record committed to a
+    catalog first (delta + before/after sha256), then the head-only atomic write."""
+    from landmark_tagger.catalog import open_catalog
+    from landmark_tagger.writer import Writer
+
+    db = work / "writer-catalog" / "catalog.db"
+    shutil.rmtree(db.parent, ignore_errors=True)
+    cat = open_catalog(db)
+    try:
+        w = Writer(cat, cat.start_run("write", {}))
+        t0 = time.perf_counter()
+        for p in paths:
+            out = w.write(str(p), "jpeg", FLAT, HIER, owned_before=[], suppressed_before=[],
+                          props={"ModelId": "bench", "Landmark": FLAT[0], "Confidence": "0.9100"})
+            if out.status != "written":
+                raise RuntimeError(f"writer did not write {p}: {out.status} {out.error}")
+        return time.perf_counter() - t0
+    finally:
+        cat.close()
 
 
 def run_ltag_whole(paths: list[Path]) -> float:
@@ -163,11 +187,13 @@ def main() -> None:
     size = sum(p.stat().st_size for p in src)
     print(f"{len(src)} JPEGs, {size / len(src) / 1e6:.1f} MB average, 6000x4000", flush=True)
     et = ExifTool()
-    ltag_times, whole_times, et_times = [], [], []
+    ltag_times, whole_times, et_times, writer_times = [], [], [], []
     try:
         for r in range(args.rounds):
             lt = copies(src, args.work / "ltag")
             ltag_times.append(run_ltag(lt))
+            wr = copies(src, args.work / "writer")
+            writer_times.append(run_ltag_writer(wr, args.work))
             wh = copies(src, args.work / "whole")
             whole_times.append(run_ltag_whole(wh))
             ex = copies(src, args.work / "exiftool")
@@ -178,6 +204,7 @@ def main() -> None:
                     raise RuntimeError("head-only and whole-file writes differ")
             print(
                 f"round {r + 1}: ltag {len(src) / ltag_times[-1]:.1f} files/s, "
+                f"ltag Writer {len(src) / writer_times[-1]:.1f} files/s, "
                 f"ltag whole-file {len(src) / whole_times[-1]:.1f} files/s, "
                 f"exiftool {len(src) / et_times[-1]:.1f} files/s",
                 flush=True,
@@ -187,8 +214,10 @@ def main() -> None:
         shutil.rmtree(args.work, ignore_errors=True)
     lt_fps = len(src) / statistics.median(ltag_times)
     wh_fps = len(src) / statistics.median(whole_times)
+    wr_fps = len(src) / statistics.median(writer_times)
     et_fps = len(src) / statistics.median(et_times)
     print(f"ltag writer (head read + rewrite + atomic write, fsync):     {lt_fps:.1f} files/s")
+    print(f"ltag Writer.write (+ undo record, sha256s, catalog):     {wr_fps:.1f} files/s  ({wr_fps / et_fps:.2f}x)")
     print(f"ltag writer, whole file in memory (atomic write, fsync):    {wh_fps:.1f} files/s")
     print(f"exiftool -stay_open (same keywords, same files, no fsync):  {et_fps:.1f} files/s")
     print(f"ratio ltag / exiftool: {lt_fps / et_fps:.2f}x (whole-file path {wh_fps / et_fps:.2f}x)")

@@ -298,8 +298,8 @@ class FileOps:
     dry_run = False
 
     def atomic_write(self, path: str, data: bytes, *, keep_mtime: bool = False,
-                     mode_from: str | None = None) -> None:
-        atomic_write(path, data, keep_mtime=keep_mtime, mode_from=mode_from)
+                     mode_from: str | None = None, tail_from: tuple[int, int] | None = None) -> None:
+        atomic_write(path, data, keep_mtime=keep_mtime, mode_from=mode_from, tail_from=tail_from)
 
     def remove(self, path: str) -> None:
         remove_file(path)
@@ -316,8 +316,9 @@ class NoOpFileOps(FileOps):
     log: list[tuple[str, str, int]] = field(default_factory=list)  # (op, path, bytes)
 
     def atomic_write(self, path: str, data: bytes, *, keep_mtime: bool = False,
-                     mode_from: str | None = None) -> None:
-        self.log.append(("write", path, len(data)))
+                     mode_from: str | None = None, tail_from: tuple[int, int] | None = None) -> None:
+        tail = os.fstat(tail_from[0]).st_size - tail_from[1] if tail_from is not None else 0
+        self.log.append(("write", path, len(data) + tail))
 
     def remove(self, path: str) -> None:
         self.log.append(("remove", path, 0))

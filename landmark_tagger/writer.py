@@ -24,12 +24,14 @@ connection is in autocommit mode), so callers must not hold a transaction open w
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import logging
 import os
 import struct
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from landmark_tagger import fsutil
 from landmark_tagger.catalog import Catalog, now_iso
@@ -110,6 +112,7 @@ _DELTA_MAGIC = b"LTD1"
 
 
 _CHUNK = 1 << 16
+_HASH_CHUNK = 1 << 20
 
 
 def _first_diff(a: bytes, b: bytes, lo: int, hi: int) -> int:
@@ -168,6 +171,31 @@ def _delta(old: bytes, new: bytes) -> tuple[bytes, int]:
     s = _common_suffix(old, new, min(len(old), len(new)) - p)
     body = _DELTA_MAGIC + struct.pack("<QQ", p, s) + old[p:len(old) - s]
     return zlib.compress(body, 6), s
+
+
+def encode_head_delta(old_head: bytes, new_head: bytes, tail_len: int) -> bytes:
+    """:func:`encode_delta` of two whole files that are ``old_head``/``new_head`` followed by the same
+    ``tail_len`` bytes (a JPEG's image data), computed from the heads alone."""
+    p = _common_prefix(old_head, new_head)
+    s = _common_suffix(old_head, new_head, min(len(old_head), len(new_head)) - p)
+    body = _DELTA_MAGIC + struct.pack("<QQ", p, s + tail_len) + old_head[p:len(old_head) - s]
+    return zlib.compress(body, 6)
+
+
+def _file_hashes(fd: int, old_head: bytes, new_head: bytes) -> tuple[int, str, str]:
+    """(size, sha256 of the file, sha256 of the file with ``old_head`` replaced by ``new_head``): the file's tail
+    (image data) is read once, in 1 MiB preads, and fed to both hashes."""
+    size = os.fstat(fd).st_size
+    h_old, h_new = hashlib.sha256(old_head), hashlib.sha256(new_head)
+    pos = len(old_head)
+    while pos < size:
+        chunk = os.pread(fd, min(_HASH_CHUNK, size - pos), pos)
+        if not chunk:
+            raise OSError(errno.EIO, "the file shrank while it was being read")
+        h_old.update(chunk)
+        h_new.update(chunk)
+        pos += len(chunk)
+    return size, h_old.hexdigest(), h_new.hexdigest()
 
 
 def apply_delta(current: bytes, record: bytes) -> bytes:
@@ -251,13 +279,28 @@ class Writer:
     def _write(self, photo: str, target: str, tkind: str, desired_flat: list[str], desired_hier: list[str],
                owned_before: list[str], suppressed_before: list[str], props: dict[str, str],
                location: dict[str, str] | None) -> WriteOutcome:
+        if tkind == "jpeg":
+            # Only the JPEG's head (up to its image data) is read; the image data is copied from this open
+            # file into the new one in the kernel, so it is byte-identical by construction.
+            with open(target, "rb") as f:
+                return self._write_target(photo, target, tkind, desired_flat, desired_hier, owned_before,
+                                          suppressed_before, props, location, f)
+        return self._write_target(photo, target, tkind, desired_flat, desired_hier, owned_before,
+                                  suppressed_before, props, location, None)
+
+    def _write_target(self, photo: str, target: str, tkind: str, desired_flat: list[str], desired_hier: list[str],
+                      owned_before: list[str], suppressed_before: list[str], props: dict[str, str],
+                      location: dict[str, str] | None, f: BinaryIO | None) -> WriteOutcome:
         from landmark_tagger import keywords, metadata
 
         exists = os.path.exists(target)
-        if tkind == "jpeg" or exists:
-            with open(target, "rb") as f:
-                data: bytes | None = f.read()
-            state = metadata.read_jpeg_keywords(data) if tkind == "jpeg" else metadata.read_sidecar_keywords(data)
+        if f is not None:  # a JPEG: data is its head
+            data: bytes | None = metadata.read_jpeg_head(f)
+            state = metadata.read_jpeg_keywords(data)
+        elif exists:
+            with open(target, "rb") as sf:
+                data = sf.read()
+            state = metadata.read_sidecar_keywords(data)
         else:
             data, state = None, _empty_state()
         plan = keywords.plan(state, desired_flat, desired_hier, owned_before, suppressed_before)
@@ -275,45 +318,50 @@ class Writer:
             return WriteOutcome(status="unchanged" if (exists and wants_something) else "none", **base)
         edit = dataclasses.replace(edit, ltag=ltag_props, location=loc)
 
-        if tkind == "jpeg":
+        tail_from: tuple[int, int] | None = None
+        if f is not None:
             assert data is not None
             new = metadata.rewrite_jpeg(data, edit)
+            if new == data:
+                return WriteOutcome(status="unchanged", **base)
+            # The new head must still end with the SOS marker the image data follows (the tail is the original's).
             old_end, new_end = metadata.jpeg_header_end(data), metadata.jpeg_header_end(new)
-            undo_blob, suffix = _delta(data, new)
-            # The image data (everything from the first SOS on) must be byte-identical: the common suffix covers it.
-            if len(data) - old_end != len(new) - new_end or suffix < len(data) - old_end:
+            if old_end != len(data) - 2 or new_end != len(new) - 2 or new[new_end:] != data[old_end:]:
                 raise MetadataWriteError(f"{os.path.basename(target)}: the rewrite would change image data; "
                                          "nothing written")
+            tail_from = (f.fileno(), len(data))
+            before_size, before_sha, after_sha = _file_hashes(f.fileno(), data, new)
+            undo_blob = encode_head_delta(data, new, before_size - len(data))
             change_kind = "jpeg-delta"
         else:
             new = metadata.rewrite_sidecar(data, edit)
+            if data is not None and new == data:
+                return WriteOutcome(status="unchanged", **base)
             undo_blob = zlib.compress(data, 6) if data is not None else None
             change_kind = "sidecar" if data is not None else "file-created"
-        if data is not None and new == data:
-            return WriteOutcome(status="unchanged", **base)
+            before_size = len(data) if data is not None else None
+            before_sha = fsutil.sha256_bytes(data) if data is not None else None
+            after_sha = fsutil.sha256_bytes(new)
 
         reason = fsutil.write_block_reason(target)
         if reason:
             return WriteOutcome(status="readonly", error=reason, **base)
 
-        before_sha = fsutil.sha256_bytes(data) if data is not None else None
-        after_sha = fsutil.sha256_bytes(new)
         if self.fileops.dry_run:
             self.planned.append((target, [*edit.add_flat, *edit.add_hier], [*edit.remove_flat, *edit.remove_hier]))
-            self.fileops.atomic_write(target, new)
+            self.fileops.atomic_write(target, new, tail_from=tail_from)
             return WriteOutcome(status="dry-run", after_sha256=after_sha, **base)
 
         conn = self.catalog.conn
         cur = conn.execute(
             "INSERT INTO changes(run_id, path, kind, before_sha256, after_sha256, before_size, undo, state, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-            (self.run_id, target, change_kind, before_sha, after_sha, len(data) if data is not None else None,
-             undo_blob, now_iso()))
+            (self.run_id, target, change_kind, before_sha, after_sha, before_size, undo_blob, now_iso()))
         change_id = int(cur.lastrowid)
         if conn.in_transaction:  # a caller's transaction: the record must be durable before the replace
             conn.commit()
         try:
-            self.fileops.atomic_write(target, new, keep_mtime=self.keep_mtime and tkind == "jpeg")
+            self.fileops.atomic_write(target, new, keep_mtime=self.keep_mtime and tkind == "jpeg", tail_from=tail_from)
         except OSError:  # atomic_write guarantees the target is untouched
             conn.execute("UPDATE changes SET state = 'abandoned' WHERE id = ?", (change_id,))
             raise

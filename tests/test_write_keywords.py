@@ -332,3 +332,49 @@ def test_confidence_alone_does_not_rewrite_the_file(tmp_path, cat):
     st = metadata.read_keywords(p)
     assert (st.ltag["Landmark"], st.ltag["Confidence"]) == ("Louvre", "0.8800")
     assert fsutil.sha256_file(p) == moved.after_sha256
+
+
+def test_head_delta_equals_the_whole_file_delta(monkeypatch):
+    """The writer's undo record, computed from the JPEG heads alone, is the record of the whole files."""
+    import random
+
+    import landmark_tagger.writer as W
+
+    old = camera_file(JPG).read_bytes()
+    from landmark_tagger.keywords import KeywordEdit
+
+    with open(camera_file(JPG), "rb") as f:
+        head = metadata.read_jpeg_head(f)
+    new_head = metadata.rewrite_jpeg(head, KeywordEdit(add_flat=["Louvre"], add_hier=["Landmarks|Louvre"]))
+    tail = old[len(head):]
+    rec = W.encode_head_delta(head, new_head, len(tail))
+    assert rec == encode_delta(old, new_head + tail)
+    assert apply_delta(new_head + tail, rec) == old
+    monkeypatch.setattr(W, "_CHUNK", 4)
+    rng = random.Random(2)
+    for _ in range(500):
+        a = bytes(rng.randrange(2) for _ in range(rng.randrange(0, 40)))
+        b = bytearray(a)
+        pos = rng.randrange(len(b) + 1)
+        b[pos:pos] = bytes(rng.randrange(2) for _ in range(rng.randrange(1, 4)))
+        t = bytes(rng.randrange(2) for _ in range(rng.randrange(0, 10)))
+        assert W.apply_delta(bytes(b) + t, W.encode_head_delta(a, bytes(b), len(t))) == a + t
+
+
+def test_jpeg_write_hashes_and_dry_run_are_of_the_whole_file(tmp_path, cat):
+    p = tmp_path / "DSC_0003.JPG"
+    shutil.copy(camera_file(JPG), p)
+    before = p.read_bytes()
+    ops = fsutil.NoOpFileOps()
+    dry = _w(_writer(cat, fileops=ops), p, "jpeg", EIFFEL)
+    assert dry.status == "dry-run" and p.read_bytes() == before
+    assert cat.rows("SELECT * FROM changes") == []
+    out = _w(_writer(cat), p, "jpeg", EIFFEL)
+    assert out.status == "written", out.error
+    after = p.read_bytes()
+    assert dry.after_sha256 == out.after_sha256 == fsutil.sha256_bytes(after)
+    assert ops.log == [("write", str(p), len(after))]
+    ch = cat.rows("SELECT * FROM changes")[0]
+    assert (ch["before_sha256"], ch["before_size"]) == (fsutil.sha256_bytes(before), len(before))
+    assert image_data(p) == before[metadata.jpeg_header_end(before):]
+
