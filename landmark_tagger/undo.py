@@ -96,11 +96,13 @@ def resolve_pending(catalog: Catalog) -> int:
 
 
 def history(catalog: Catalog) -> list[dict[str, Any]]:
-    """Undoable runs, newest first: ``{id, kind, started_at, status, changes}``."""
+    """Undoable runs, newest first: ``{id, kind, started_at, status, changes}``: every run that changed files
+    through the writer, whatever its kind (``scan``, ``write``, ``learn``/``review`` corrections, ...), and rename
+    batches -- one history."""
     return catalog.rows(
         "SELECT r.id, r.kind, r.started_at, r.status, "
         "(SELECT COUNT(*) FROM changes c WHERE c.run_id = r.id AND c.state IN ('applied', 'pending')) AS changes "
-        "FROM runs r WHERE r.status != 'undone' AND ((r.kind IN ('scan', 'write') AND EXISTS "
+        "FROM runs r WHERE r.status != 'undone' AND ((r.kind NOT IN ('rename', 'undo') AND EXISTS "
         "(SELECT 1 FROM changes c WHERE c.run_id = r.id AND c.state IN ('applied', 'pending'))) OR r.kind = 'rename') "
         "ORDER BY r.id DESC")
 

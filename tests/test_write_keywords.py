@@ -378,3 +378,24 @@ def test_jpeg_write_hashes_and_dry_run_are_of_the_whole_file(tmp_path, cat):
     assert (ch["before_sha256"], ch["before_size"]) == (fsutil.sha256_bytes(before), len(before))
     assert image_data(p) == before[metadata.jpeg_header_end(before):]
 
+
+def test_learn_runs_are_in_the_one_undo_history(tmp_path, cat):
+    """A run of kind 'learn' (a correction) that changed a file is listed with scans, newest first, and undone."""
+    p = tmp_path / "DSC_0003.JPG"
+    shutil.copy(camera_file(JPG), p)
+    original = p.read_bytes()
+    scan_run = cat.start_run("scan", {})
+    first = _w(Writer(cat, scan_run), p, "jpeg", EIFFEL)
+    assert first.status == "written", first.error
+    after_scan = p.read_bytes()
+    cat.start_run("learn", {"name": "nothing written"})  # a learn run without file changes is not listed
+    learn_run = cat.start_run("learn", {"correct": str(p)})
+    fixed = _w(Writer(cat, learn_run), p, "jpeg", LOUVRE, owned=first.owned)
+    assert fixed.status == "written", fixed.error
+    assert [(r["id"], r["kind"]) for r in undo.history(cat)] == [(learn_run, "learn"), (scan_run, "scan")]
+    rep = undo.undo(cat)
+    assert rep.runs == [learn_run]
+    assert p.read_bytes() == after_scan
+    assert [r["id"] for r in undo.history(cat)] == [scan_run]
+    undo.undo(cat)
+    assert p.read_bytes() == original
