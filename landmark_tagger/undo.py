@@ -63,7 +63,7 @@ def _pid_alive(pid: int) -> bool:
 def resolve_pending(catalog: Catalog) -> int:
     """Settle changes a killed run left ``pending`` and mark its run ``interrupted``. Returns how many changes."""
     conn = catalog.conn
-    for rid, args in conn.execute("SELECT id, args FROM runs WHERE status = 'running' AND kind IN ('scan', 'write')"
+    for rid, args in conn.execute("SELECT id, args FROM runs WHERE status = 'running' AND kind NOT IN ('rename', 'undo')"
                                   ).fetchall():
         try:
             pid = int(json.loads(args or "{}").get("pid") or 0)

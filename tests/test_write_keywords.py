@@ -399,3 +399,16 @@ def test_learn_runs_are_in_the_one_undo_history(tmp_path, cat):
     assert [r["id"] for r in undo.history(cat)] == [scan_run]
     undo.undo(cat)
     assert p.read_bytes() == original
+
+
+def test_pending_change_of_a_killed_learn_run_is_resolved(tmp_path, cat):
+    """A correction run (kind 'learn') killed after the replace: its change is settled by hash like a scan's."""
+    p = tmp_path / "a.jpg"
+    shutil.copy(camera_file(JPG), p)
+    run = cat.start_run("learn", {"pid": 999999999})
+    _w(Writer(cat, run), p, "jpeg", EIFFEL)
+    cat.conn.execute("UPDATE changes SET state = 'pending'")
+    cat.conn.execute("UPDATE runs SET status = 'running'")
+    assert undo.resolve_pending(cat) == 1
+    assert cat.rows("SELECT state FROM changes") == [{"state": "applied"}]
+    assert cat.rows("SELECT kind, status FROM runs") == [{"kind": "learn", "status": "interrupted"}]
