@@ -20,8 +20,11 @@ limit, raised from Pillow's default (~89 MP) to :data:`MAX_PIXELS` so medium-for
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +126,9 @@ def decode_for_model(path: str | os.PathLike[str], min_side: int, *, data: bytes
     has that many pixels (otherwise as large as it is), and not much more than twice that (cheap to ship between
     processes and to resize).
 
-    ``data``: the file's bytes when the caller has already read them (the scan hashes and decodes one buffer);
-    ``path`` then only names the file (its extension and messages). A RAW file is still opened by path.
+    ``data``: the file's bytes when the caller has already read them (the scan hashes and decodes one buffer;
+    see also :func:`file_bytes`); ``path`` then only names the file (its extension and messages). A RAW file is
+    still opened by path.
 
     Raises:
         UnsupportedImageError: the file is empty, truncated, corrupt, not an image, or a RAW file LibRaw cannot
@@ -134,6 +138,21 @@ def decode_for_model(path: str | os.PathLike[str], min_side: int, *, data: bytes
         raise ValueError(f"min_side must be >= 1, got {min_side}")
     img = _decode(Path(path), min_side, preview_min_short=min_side, data=data)
     return _shrink(img, min_side)
+
+
+_pre = threading.local()
+
+
+@contextlib.contextmanager
+def file_bytes(path: str | os.PathLike[str], data: bytes) -> Iterator[None]:
+    """Within the block, decoding ``path`` (in this thread) uses ``data``, the file's bytes already in memory,
+    instead of reading the file again: ``with file_bytes(p, buf): decode_for_model(p, 258)``."""
+    prev = getattr(_pre, "item", None)
+    _pre.item = (os.fspath(path), data)
+    try:
+        yield
+    finally:
+        _pre.item = prev
 
 
 def decode_thumbnail(path: str | os.PathLike[str], max_side: int) -> Image.Image:
@@ -162,6 +181,10 @@ def _decode(path: Path, want_short: int, *, preview_min_short: int, want_long: i
     by path so that LibRaw reads only the parts it needs (the preview of a 25 MB NEF is a small part of it).
     """
     kind = file_kind(path)
+    if data is None:
+        item = getattr(_pre, "item", None)
+        if item is not None and item[0] == os.fspath(path):
+            data = item[1]
     try:
         if data is not None:
             head = bytes(data[:16])

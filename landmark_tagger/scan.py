@@ -196,7 +196,12 @@ def _prepare_job(job: tuple[int, list[tuple[str, bool]], list[str]]) -> dict[str
         first_err = None
         for path in decode:
             try:
-                img = dec.decode_for_model(path, _W["min_side"], data=bufs.pop(path, None))
+                buf = bufs.pop(path, None)
+                if buf is not None:
+                    with dec.file_bytes(path, buf):
+                        img = dec.decode_for_model(path, _W["min_side"])
+                else:
+                    img = dec.decode_for_model(path, _W["min_side"])
                 out["array"] = preprocess.prepare(img, _W["spec"])
                 out["decoded_from"] = path
                 break
