@@ -400,6 +400,9 @@ class Scanner:
             ug = self.user_gallery
             if ug is None:
                 ug = _load_user_gallery(self.disk_catalog)
+                if ug is not None and hasattr(ug, "bind"):
+                    # the bundle's confidence scale; a gallery taught with another model is disabled (warned)
+                    ug.bind(self.bundle)
             # With decoding workers on the other cores, one inference thread: onnxruntime's extra intra-op
             # threads would spin-wait between batches on the cores the decoders need.
             threads = 1 if self.workers > 1 else None
