@@ -722,8 +722,10 @@ class Scanner:
             place = self._place_for(res["facts"].get(res["decoded_from"]) or res["facts"].get(prim))
             pf, ph = _place_lists(place)
             flat, hier = desired_keywords(dec.name if dec.label else None, pf, ph)
+            # ``scan --retag`` may hand a consensus-adjusted confidence: the photo's own one is kept apart.
+            own = getattr(dec, "own_confidence", None)
             decision = _Decision(dec.name if dec.label else None, dec.label, float(dec.confidence),
-                                 float(dec.confidence), dec.source, place, flat, hier)
+                                 float(dec.confidence if own is None else own), dec.source, place, flat, hier)
         elif prim in reused_from:
             decision = _row_decision(reused_from[prim])
         elif w.states[prim] == "unchanged":

@@ -61,3 +61,45 @@ def test_gallery_of_this_model_takes_the_bundle_threshold(tmp_path, bundle):
     s = _scan_with_gallery(tmp_path, bundle, bundle.model_id)
     ug = s.recognizer.user_gallery
     assert ug.enabled is True and ug.bundle_threshold == pytest.approx(bundle.threshold)
+
+
+def test_scan_retag_keeps_the_photos_own_confidence(tmp_path, bundle):
+    """``scan --retag`` with sequence consensus: a photo whose tag the consensus changed stores the adjusted
+    confidence, and its own (the model's) confidence stays in ``own_confidence``."""
+    from landmark_tagger.recognizer import Recognizer
+    from landmark_tagger.retag import redecide
+    from landmark_tagger.scan import scan
+
+    folder = tmp_path / "day"
+    folder.mkdir()
+    srcs = []
+    for label in ("taj_mahal", "hawa_mahal"):
+        d = LANDMARKS_DIR / label
+        if not d.is_dir():
+            pytest.skip(f"landmark photos not available: {d}")
+        srcs += sorted(d.glob("*.jpg"))[:6]
+    for i, f in enumerate(srcs):
+        shutil.copyfile(f, folder / f"IMG_{i:02d}.jpg")
+    def timed(cat):  # two bursts, one per landmark, minutes apart
+        for i in range(len(srcs)):
+            cat.conn.execute("UPDATE photos SET taken_at = ? WHERE name = ?",
+                             (f"2024-05-01T{10 + i // 6}:{(i % 6) * 2:02d}:00", f"IMG_{i:02d}.jpg"))
+
+    with open_catalog(tmp_path / "first.db") as cat:
+        scan([str(folder)], catalog=cat, bundle=bundle, recognizer=Recognizer(bundle), workers=1, write=False)
+        timed(cat)
+        path = dict(cat.conn.execute("SELECT id, path FROM photos"))
+        own = {path[pid]: d.confidence for pid, d in redecide(cat, Recognizer(bundle), sequence=False).items()}
+    # A threshold just above the least confident photo: a scan leaves it unknown, and its confident neighbours in
+    # time lift it over the threshold on the retag.
+    rec = Recognizer(bundle, threshold=min(own.values()) + 0.01)
+    with open_catalog(tmp_path / "catalog.db") as cat:
+        scan([str(folder)], catalog=cat, bundle=bundle, recognizer=rec, workers=1, write=False)
+        timed(cat)
+        scan([str(folder)], catalog=cat, bundle=bundle, recognizer=rec, workers=1, write=False, retag=True)
+        rows = cat.rows("SELECT path, confidence, own_confidence, decided_by FROM photos")
+    by_seq = [r for r in rows if r["decided_by"] == "sequence"]
+    assert by_seq, "the consensus changed no tag: this test needs a photo it changes"
+    for r in rows:
+        assert r["own_confidence"] == pytest.approx(own[r["path"]], abs=1e-5)
+    assert any(abs(r["confidence"] - r["own_confidence"]) > 1e-6 for r in by_seq)
