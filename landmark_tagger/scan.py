@@ -11,7 +11,8 @@ Design (issue 4):
   is reused without decoding: the row follows the file when the old path is gone (moved/renamed outside
   ltag), or is copied (a duplicate). A file only touched (same content) just gets its new mtime recorded.
 * **Parallel decode, batched inference.** Worker processes (``workers``, default ``os.cpu_count()``) hash,
-  read EXIF facts and decode for the model (``decode.decode_for_model`` + ``preprocess.prepare``); a bounded
+  read EXIF facts and decode for the model (``decode.decode_for_model`` + ``preprocess.prepare``), all from one
+  read of the file's bytes (not for RAW files: LibRaw reads only their preview); a bounded
   window of jobs keeps memory flat. The main process embeds in batches (:data:`BATCH`) and decides.
 * **Safe and resumable.** Keyword writes go through :class:`writer.Writer` (undo record first, atomic replace).
   Catalog rows are committed per batch, after their files were written: a kill -9 loses no finished work,
