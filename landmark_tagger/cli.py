@@ -83,6 +83,14 @@ def main() -> None:
 
         error("Aborted.")
         sys.exit(1)
+    except BrokenPipeError:
+        # stdout closed early (`ltag search --paths | head -1`): stop quietly, like any Unix filter
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
+        sys.exit(141)
     except KeyboardInterrupt:
         from landmark_tagger.console import error
 

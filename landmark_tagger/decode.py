@@ -247,7 +247,8 @@ def _looks_like_text(head: bytes) -> bool:
 
 def _decode_jpeg(data: bytes, want_short: int, *, what: str = "JPEG", want_long: int = 0) -> Image.Image:
     try:
-        im = Image.open(io.BytesIO(data), formats=("JPEG", "MPO"))
+        # MPO files open through the JPEG factory: "MPO" is no open format (naming it raised KeyError on bad data)
+        im = Image.open(io.BytesIO(data), formats=("JPEG",))
     except Image.DecompressionBombError as e:
         raise UnsupportedImageError(f"{what} is too large to decode safely ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
@@ -446,7 +447,7 @@ def _preview_image(thumb: Any, want_short: int, flip: int, min_short: int,
     raw_orientation = _LIBRAW_FLIP_TO_ORIENTATION.get(flip, 1)
     if thumb.format == rawpy.ThumbFormat.JPEG:
         try:
-            im = Image.open(io.BytesIO(thumb.data), formats=("JPEG", "MPO"))
+            im = Image.open(io.BytesIO(thumb.data), formats=("JPEG",))
         except Exception as e:
             return None, f"its embedded JPEG preview is unreadable ({e})"
         with im:

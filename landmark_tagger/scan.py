@@ -85,7 +85,7 @@ class FileResult:
         return {"path": self.path, "group": self.group, "landmark": self.landmark,
                 "confidence": None if self.confidence is None else round(float(self.confidence), 4),
                 "places": self.places, "keywords": self.keywords, "status": self.status, "error": self.error,
-                "write": self.write_status, "target": self.target}
+                "write": self.write_status, "target": self.target, "role": self.role, "moved_from": self.moved_from}
 
 
 @dataclass
@@ -987,18 +987,26 @@ def catalog_snapshot(path: str | os.PathLike[str]) -> Catalog:
 
     from landmark_tagger.catalog import ensure_schema, open_catalog
 
+    from landmark_tagger.errors import CatalogError
+
     p = os.fspath(path)
     if not os.path.exists(p):
         return open_catalog(":memory:")
+    if not os.path.isfile(p):
+        raise CatalogError(f"Cannot open the catalog {p}: it is not a file. Pass --db FILE to use another one.")
     wal = os.path.exists(p + "-wal")
-    src = sqlite3.connect(f"file:{quote(os.path.abspath(p))}?mode=ro" + ("" if wal else "&immutable=1"), uri=True)
     mem = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
     try:
-        src.backup(mem)
-    finally:
-        src.close()
-    mem.execute("PRAGMA foreign_keys=ON")
-    ensure_schema(mem)
+        src = sqlite3.connect(f"file:{quote(os.path.abspath(p))}?mode=ro" + ("" if wal else "&immutable=1"), uri=True)
+        try:
+            src.backup(mem)
+        finally:
+            src.close()
+        mem.execute("PRAGMA foreign_keys=ON")
+        ensure_schema(mem)
+    except sqlite3.DatabaseError as e:
+        mem.close()
+        raise CatalogError(f"Cannot open the catalog {p}: {e}. Pass --db FILE to use another one.") from e
     cat = Catalog(":memory:", mem)
     cat.source_path = Path(p)  # type: ignore[attr-defined]  # where the user gallery lives
     return cat
@@ -1061,7 +1069,8 @@ def write_pending(catalog: Catalog, paths: Iterable[str | os.PathLike[str]] = ()
                   sidecar_style: str = "adobe", sidecar_only: bool = False, keep_mtime: bool = False,
                   iptc_location: bool = False, progress: Callable[[int, int], None] | None = None,
                   on_result: Callable[[FileResult], None] | None = None) -> ScanReport:
-    """Write the catalog's decisions that are not in the files yet (``write_status`` pending or readonly),
+    """Write the catalog's decisions that are not in the files yet (``write_status`` pending, readonly, or undone
+    by ``ltag undo``),
     for every photo or those under ``paths``. Same safety as a scan: undo record first, atomic replace."""
     t0 = time.perf_counter()
     cat = _memory_copy(catalog) if dry_run else catalog
@@ -1070,7 +1079,7 @@ def write_pending(catalog: Catalog, paths: Iterable[str | os.PathLike[str]] = ()
 
         resolve_pending(cat)
     roots = [os.path.abspath(os.fsdecode(p)) for p in paths]
-    rows = cat.rows("SELECT * FROM photos WHERE write_status IN ('pending', 'readonly') AND status IN (?, ?) "
+    rows = cat.rows("SELECT * FROM photos WHERE write_status IN ('pending', 'readonly', 'undone') AND status IN (?, ?) "
                     "ORDER BY path", DONE)
     if roots:
         rows = [r for r in rows if any(r["path"] == p or r["path"].startswith(p.rstrip(os.sep) + os.sep)

@@ -469,7 +469,7 @@ def _build(conn: sqlite3.Connection, query: str | ParsedQuery | None, f: SearchF
     if f.unknown:
         parts.append("(flags : zzstatusunknown)")
     if f.unwritten:
-        parts.append("(flags : (zzwritepending OR zzwritereadonly OR zzwritefailed))")
+        parts.append("(flags : (zzwritepending OR zzwritereadonly OR zzwritefailed OR zzwriteundone))")
     if f.min_confidence is not None and f.min_confidence > 0:
         lo_bucket = max(0, min(10, int(float(f.min_confidence) * 10)))
         parts.append("(flags : (" + " OR ".join(f"zzconf{b}" for b in range(lo_bucket, 11)) + "))")
@@ -582,7 +582,7 @@ def _by_path_without_text(conn: sqlite3.Connection, f: SearchFilters, limit: int
     if f.unknown:
         where.append("p.status = 'unknown'")
     if f.unwritten:
-        where.append("p.write_status IN ('pending', 'readonly', 'failed')")
+        where.append("p.write_status IN ('pending', 'readonly', 'failed', 'undone')")
     if f.min_confidence is not None:
         where.append("p.confidence >= ?")
         params.append(float(f.min_confidence))
@@ -626,7 +626,7 @@ def stats(catalog: Any, *, top_places: int = 20) -> dict[str, Any]:
         "SELECT city, country, count(DISTINCT group_key) c FROM photos WHERE city IS NOT NULL "
         "GROUP BY city, country ORDER BY c DESC, city LIMIT ?", (top_places,))]
     with_gps = conn.execute("SELECT count(DISTINCT group_key) FROM photos WHERE gps_lat IS NOT NULL").fetchone()[0]
-    unwritten = conn.execute("SELECT count(*) FROM photos WHERE write_status IN ('pending', 'readonly', 'failed')").fetchone()[0]
+    unwritten = conn.execute("SELECT count(*) FROM photos WHERE write_status IN ('pending', 'readonly', 'failed', 'undone')").fetchone()[0]
     last = conn.execute("SELECT id, started_at, finished_at, status, summary FROM runs WHERE kind = 'scan' "
                         "ORDER BY id DESC LIMIT 1").fetchone()
     last_scan = None

@@ -301,3 +301,17 @@ def test_truncated_raw_leaves_no_libraw_chatter_on_stderr(capfd):
     print("still here", file=sys.stderr)      # fd 2 is back afterwards
     err = capfd.readouterr().err
     assert "Unexpected end of file" not in err and "still here" in err
+
+
+def test_a_three_byte_jpeg_in_a_fresh_process_is_a_clear_error(tmp_path):
+    """Pillow has no "MPO" opener (the JPEG factory returns MPO images): naming it raised KeyError in a fresh process."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff")
+    code = ("import sys\nfrom landmark_tagger import decode\nfrom landmark_tagger.errors import UnsupportedImageError\n"
+            "try:\n    decode.decode_for_model(sys.argv[1], 224)\nexcept UnsupportedImageError as e:\n    print('ok', e)\n")
+    p = subprocess.run([sys.executable, "-c", code, str(bad)], capture_output=True, text=True, timeout=60)
+    assert p.stdout.startswith("ok"), p.stdout + p.stderr
+    assert "KeyError" not in p.stdout

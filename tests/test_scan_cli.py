@@ -63,7 +63,8 @@ def test_scan_json_lines_then_rescan_then_undo(tmp_path):
     p = ltag("scan", photos, "--db", db, "--json", "--threshold", "0", "--workers", "2")
     lines = [json.loads(line) for line in p.stdout.splitlines()]
     assert {tuple(sorted(d)) for d in lines} == {tuple(sorted(["path", "group", "landmark", "confidence", "places",
-                                                              "keywords", "status", "error", "write", "target"]))}
+                                                              "keywords", "status", "error", "write", "target",
+                                                              "role", "moved_from"]))}
     by = {Path(d["path"]).name: d for d in lines}
     assert set(by) == {"DSC_0003.JPG", "DSC_0003.ARW", "IMG_0308.JPG", "broken.jpg"}
     assert by["DSC_0003.JPG"]["status"] == "tagged" and by["DSC_0003.JPG"]["landmark"]
@@ -99,3 +100,48 @@ def test_nothing_readable_exit_code(tmp_path):
     (tmp_path / "x" / "a.jpg").write_bytes(b"")
     p = ltag("scan", tmp_path / "x", "--db", tmp_path / "c.db", check=False)
     assert p.returncode == 1 and "empty file" in p.stderr
+
+
+def test_write_puts_back_keywords_after_undo(tmp_path):
+    """After `ltag undo` of a scan, `ltag write` writes the catalog's decisions again (write_status 'undone')."""
+    photos = _archive(tmp_path)
+    db = tmp_path / "cat.db"
+    ltag("scan", photos, "--db", db, "--threshold", "0")  # threshold 0: every readable photo gets a landmark
+    written = fsutil.sha256_file(photos / "DSC_0003.JPG")
+    ltag("undo", "--db", db)
+    original = fsutil.sha256_file(camera_file(JPG))
+    assert fsutil.sha256_file(photos / "DSC_0003.JPG") == original
+    out = ltag("search", "--unwritten", "--paths", "--db", db).stdout.splitlines()
+    assert str(photos / "DSC_0003.JPG") in out
+    ltag("write", "--db", db)
+    assert fsutil.sha256_file(photos / "DSC_0003.JPG") == written
+
+
+def test_dry_run_with_a_folder_as_catalog_is_a_clear_error(tmp_path):
+    photos = _archive(tmp_path)
+    p = ltag("scan", photos, "--dry-run", "--db", tmp_path, check=False)
+    assert p.returncode == 1
+    assert "Cannot open the catalog" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_json_lines_carry_role_and_moved_from(tmp_path):
+    photos = _archive(tmp_path)
+    db = tmp_path / "cat.db"
+    ltag("scan", photos, "--db", db, "--no-write")
+    (photos / "moved").mkdir()
+    os.rename(photos / "sub" / "IMG_0308.JPG", photos / "moved" / "IMG_0308.JPG")
+    lines = [json.loads(x) for x in ltag("scan", photos, "--db", db, "--no-write", "--json").stdout.splitlines()]
+    assert all("role" in x and "moved_from" in x for x in lines)
+    moved = [x for x in lines if x["path"].endswith(os.path.join("moved", "IMG_0308.JPG"))]
+    assert moved and moved[0]["moved_from"] == str(photos / "sub" / "IMG_0308.JPG")
+
+
+def test_closed_stdout_stops_quietly(tmp_path):
+    """`ltag scan --json | head -1`: no traceback, no error message, exit by SIGPIPE convention."""
+    photos = _archive(tmp_path)
+    db = tmp_path / "cat.db"
+    env = {**os.environ}
+    env.pop("LTAG_DB", None)
+    p = subprocess.run(f"{sys.executable} -m landmark_tagger scan '{photos}' --db '{db}' --no-write --json | head -c 1",
+                       shell=True, capture_output=True, text=True, env=env, timeout=300)
+    assert "Traceback" not in p.stderr and "Error" not in p.stderr, p.stderr
