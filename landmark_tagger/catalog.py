@@ -180,12 +180,12 @@ class Catalog:
     def photo_by_path(self, path: str) -> dict[str, Any] | None:
         cur = self.conn.execute("SELECT * FROM photos WHERE path = ?", (path,))
         row = cur.fetchone()
-        return dict(zip([d[0] for d in cur.description], row)) if row else None
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
 
     def rows(self, sql: str, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
         cur = self.conn.execute(sql, tuple(params))
         cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, r)) for r in cur.fetchall()]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
 def _connect(path: Path | str) -> sqlite3.Connection:

@@ -986,7 +986,6 @@ def catalog_snapshot(path: str | os.PathLike[str]) -> Catalog:
     from urllib.parse import quote
 
     from landmark_tagger.catalog import ensure_schema, open_catalog
-
     from landmark_tagger.errors import CatalogError
 
     p = os.fspath(path)
