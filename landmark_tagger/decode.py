@@ -121,6 +121,17 @@ def file_kind(path: str | os.PathLike[str]) -> str | None:
     return _KIND_BY_EXT.get(os.path.splitext(os.fspath(path))[1].lower())
 
 
+def read_error(e: OSError) -> UnsupportedImageError:
+    """The user-facing error for a file that cannot be read (shared by decode and exif)."""
+    if isinstance(e, IsADirectoryError):
+        return UnsupportedImageError("is a folder, not a file")
+    if isinstance(e, FileNotFoundError):
+        return UnsupportedImageError("file not found (moved or deleted?)")
+    if isinstance(e, PermissionError):
+        return UnsupportedImageError("cannot read file: permission denied")
+    return UnsupportedImageError(f"cannot read file: {e.strerror or e}")
+
+
 def decode_for_model(path: str | os.PathLike[str], min_side: int, *, data: bytes | None = None) -> Image.Image:
     """Decode a photo for recognition: RGB, EXIF orientation applied, short side >= ``min_side`` when the source
     has that many pixels (otherwise as large as it is), and not much more than twice that (cheap to ship between
@@ -204,14 +215,8 @@ def _decode(path: Path, want_short: int, *, preview_min_short: int, want_long: i
                     data = b""
     except UnsupportedImageError:
         raise
-    except IsADirectoryError:
-        raise UnsupportedImageError("is a folder, not a file") from None
-    except FileNotFoundError:
-        raise UnsupportedImageError("file not found (moved or deleted?)") from None
-    except PermissionError:
-        raise UnsupportedImageError("cannot read file: permission denied") from None
     except OSError as e:
-        raise UnsupportedImageError(f"cannot read file: {e.strerror or e}") from None
+        raise read_error(e) from None
     if is_jpeg:
         what = "JPEG" if kind in (None, "jpeg") else f"JPEG (named {path.suffix})"
         return _decode_jpeg(data, want_short, what=what, want_long=want_long)

@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from .errors import UnsupportedImageError
-
 __all__ = ["PhotoFacts", "camera_display_name", "parse_exif_datetime", "read_facts"]
 
 # exifread logs "File format not recognized" etc. as warnings; a file without EXIF is normal, not news.
@@ -59,21 +57,15 @@ def read_facts(path: str | os.PathLike[str]) -> PhotoFacts:
     Raises:
         UnsupportedImageError: the file cannot be opened or read (missing, a folder, no permission).
     """
-    from .decode import file_kind
+    from .decode import file_kind, read_error
 
     kind = file_kind(path)
     try:
         with open(path, "rb") as f:
             tags = _exif_tags(f)
             size = _pixel_size(f, path, kind)
-    except IsADirectoryError:
-        raise UnsupportedImageError("is a folder, not a file") from None
-    except FileNotFoundError:
-        raise UnsupportedImageError("file not found (moved or deleted?)") from None
-    except PermissionError:
-        raise UnsupportedImageError("cannot read file: permission denied") from None
     except OSError as e:
-        raise UnsupportedImageError(f"cannot read file: {e.strerror or e}") from None
+        raise read_error(e) from None
     return facts_from_tags(tags, size)
 
 

@@ -425,12 +425,7 @@ def correct(photo: str | os.PathLike[str], right_name: str, *, recognizer: Any, 
                           hier_keywords=json.dumps(out.hier))
             if out.status == "written":
                 update["written_at"] = now
-                if out.target == f.path:
-                    try:
-                        st = os.stat(f.path)
-                        update.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=out.after_sha256)
-                    except OSError:
-                        pass
+                update.update(out.photo_file_columns(f.path))
         else:
             update["write_status"] = "pending"
         if row is not None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -262,12 +261,7 @@ def retag(catalog: Catalog, recognizer: Any, *, write: bool = True, sequence: bo
             if out.status == "written":
                 rep.written += 1
                 upd["written_at"] = now
-                if out.target == f["path"]:
-                    try:
-                        st = os.stat(f["path"])
-                        upd.update(size=st.st_size, mtime_ns=st.st_mtime_ns, sha256=out.after_sha256)
-                    except OSError:
-                        pass
+                upd.update(out.photo_file_columns(f["path"]))
             elif out.status in ("failed", "readonly"):
                 rep.failed += 1
                 rep.problems.append(f"{f['path']}: {out.error}")

@@ -782,12 +782,7 @@ class Scanner:
                            keywords=json.dumps(out.flat), hier_keywords=json.dumps(out.hier))
                 if out.status == "written":
                     row["written_at"] = now
-                    if out.target == e.path:  # the photo itself changed: record its new stat and hash
-                        try:
-                            nst = os.stat(e.path)
-                            row.update(size=nst.st_size, mtime_ns=nst.st_mtime_ns, sha256=out.after_sha256)
-                        except OSError:
-                            pass
+                    row.update(out.photo_file_columns(e.path))  # the photo itself changed: new stat and hash
                 elif out.status == "failed":
                     row.update(status="failed", error=out.error)
                     result.status = "failed"
@@ -1132,12 +1127,7 @@ def write_pending(catalog: Catalog, paths: Iterable[str | os.PathLike[str]] = ()
                         res.error = f"{out.error}: keywords not written"
                     if out.status == "written":
                         cols["written_at"] = now_iso()
-                        if out.target == r["path"]:
-                            try:
-                                nst = os.stat(r["path"])
-                                cols.update(size=nst.st_size, mtime_ns=nst.st_mtime_ns, sha256=out.after_sha256)
-                            except OSError:
-                                pass
+                        cols.update(out.photo_file_columns(r["path"]))
                 updates.append((cols, r["id"]))
             counts[res.status if res.status in counts else "failed"] += 1
             ws = res.write_status

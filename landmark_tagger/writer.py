@@ -107,6 +107,18 @@ class WriteOutcome:
         """The catalog's ``write_status`` for this outcome."""
         return {"unchanged": "written", "dry-run": "pending"}.get(self.status, self.status)
 
+    def photo_file_columns(self, path: str) -> dict[str, object]:
+        """Catalog columns to refresh when ltag rewrote the photo file ``path`` itself (not a sidecar): its new
+        size, mtime and sha256, so the next scan sees it as unchanged. Empty when nothing changed there or the
+        file cannot be stat'ed any more."""
+        if self.status != "written" or self.target != path:
+            return {}
+        try:
+            st = os.stat(path)
+        except OSError:
+            return {}
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": self.after_sha256}
+
 
 _DELTA_MAGIC = b"LTD1"
 
