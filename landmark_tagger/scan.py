@@ -238,7 +238,7 @@ class _InProcess:
 class _Pool:
     """A process pool with a bounded window of in-flight jobs, results in submission order."""
 
-    def __init__(self, workers: int, min_side: int | None, spec: Any, reuse: frozenset[str]):
+    def __init__(self, workers: int, min_side: int | None, spec: Any, reuse: frozenset[str], window: int = 0):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
@@ -251,7 +251,7 @@ class _Pool:
                                         "landmark_tagger.preprocess", "rawpy", "exifread", "numpy", "PIL.Image"])
         else:
             ctx = mp.get_context("spawn")
-        self.window = workers * 4 + 4
+        self.window = max(window, workers * 4 + 4)
         self.ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                                       initargs=(min_side, spec, reuse, os.getpid()))
         self.fallback = _InProcess(min_side, spec, reuse)
@@ -377,6 +377,8 @@ class Scanner:
         self.counts = _new_counts()
         self.problems: list[FileResult] = []
         self.recognizer: Any = recognizer
+        self._recognizer_lock = threading.Lock()
+        self._warm_thread: threading.Thread | None = None
         self.model_used = False
         self.n_embedded = 0
         self.n_decoded = 0
@@ -395,6 +397,20 @@ class Scanner:
 
     def _get_recognizer(self) -> Any:
         self.model_used = True
+        with self._recognizer_lock:  # the warm-up thread may be building it right now
+            return self._build_recognizer()
+
+    def _warm_up(self) -> None:
+        """Load the model (onnxruntime session, galleries) in a background thread while the workers decode the
+        first photos, so that the first batch does not wait for it. Any error is left for the main thread,
+        which builds the recognizer itself (and raises) if this did not."""
+        try:
+            with self._recognizer_lock:
+                self._build_recognizer()
+        except Exception:  # noqa: BLE001 - reported by _get_recognizer in the main thread
+            log.debug("model warm-up failed", exc_info=True)
+
+    def _build_recognizer(self) -> Any:
         if self.recognizer is None:
             from landmark_tagger.recognizer import Recognizer
 
@@ -451,12 +467,18 @@ class Scanner:
             self._scan_groups(wr.groups, model_id, good)
             status = "done"
         finally:
+            if self._warm_thread is not None:
+                # An onnxruntime session still being built when the interpreter exits aborts the process: the
+                # warm-up always ends before the run does (it was loading the model the scan needed anyway).
+                _join(self._warm_thread)
             summary = {**self.counts, "files": self.total}
             cat.finish_run(self.run_id, summary, status=status)
             if status != "done":
                 # The exception's traceback keeps this scanner alive until the interpreter exits; an onnxruntime
-                # session destroyed that late aborts the process ("terminate called ..."). Let it go now.
-                self.recognizer = None
+                # session destroyed that late aborts the process ("terminate called ..."). Let it go now (after
+                # the warm-up thread, if it is still loading the model).
+                with self._recognizer_lock:
+                    self.recognizer = None
                 self._bundle = None
                 gc.collect()
         return ScanReport(self.run_id, self.counts, self.problems, time.perf_counter() - t0, self.total,
@@ -561,11 +583,15 @@ class Scanner:
             spec = self.bundle.preprocess
             min_side = preprocess.min_decode_side(spec)
         n_decode = sum(1 for w in work if w.decode)
+        if n_decode and self.recognizer is None:
+            self._warm_thread = threading.Thread(target=self._warm_up, name="ltag-model-warm-up", daemon=True)
+            self._warm_thread.start()
         pool: Any
         if self.workers <= 1 or n_decode < 4:
             pool = _InProcess(min_side, spec, reuse)
         else:
-            pool = _Pool(min(self.workers, n_decode), min_side, spec, reuse)
+            # The window covers a whole batch: the workers keep decoding while this thread runs inference.
+            pool = _Pool(min(self.workers, n_decode), min_side, spec, reuse, window=self.batch_size + 4 * self.workers)
         # Hash what changed, except RAW companions: their decision is their JPEG's, they move with it (matched by
         # name and size, below), ltag never writes them, and hashing 25-50 MB RAWs would cost as much as
         # decoding the JPEG. Their sha256 stays NULL (rename hashes them itself).
@@ -774,7 +800,8 @@ class Scanner:
             if self.write:
                 out = self.writer.write(e.path, e.kind, decision.flat, decision.hier, owned_before=owned_before,
                                         suppressed_before=suppressed_before, props=self._props(decision, model_id),
-                                        location=self._location(decision), cache=cache)
+                                        location=self._location(decision), cache=cache,
+                                        known=_known(e, res))
                 result.write_status = out.status
                 result.target = out.target
                 row.update(write_status=out.write_status, write_target=out.target,
@@ -954,6 +981,24 @@ def _stop_writer(todo: queue.Queue[Any], writer: threading.Thread, *, drain: boo
         except KeyboardInterrupt:
             again = True
     if again and not drain:
+        raise KeyboardInterrupt
+
+
+def _known(e: FileEntry, res: dict[str, Any]) -> tuple[int, int, str] | None:
+    """(size, mtime_ns, sha256) of a file the worker hashed, with the walk's stat (the writer re-checks both)."""
+    sha = res["sha"].get(e.path)
+    return (e.size, e.mtime_ns, sha) if sha else None
+
+
+def _join(thread: threading.Thread) -> None:
+    """Wait for ``thread`` even through Ctrl-C (then re-raised once it has ended)."""
+    again = False
+    while thread.is_alive():
+        try:
+            thread.join()
+        except KeyboardInterrupt:
+            again = True
+    if again:
         raise KeyboardInterrupt
 
 

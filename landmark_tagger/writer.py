@@ -194,20 +194,28 @@ def encode_head_delta(old_head: bytes, new_head: bytes, tail_len: int) -> bytes:
     return zlib.compress(body, 6)
 
 
-def _file_hashes(fd: int, old_head: bytes, new_head: bytes) -> tuple[int, str, str]:
+def _file_hashes(fd: int, old_head: bytes, new_head: bytes,
+                 known: tuple[int, int, str] | None = None) -> tuple[int, str, str]:
     """(size, sha256 of the file, sha256 of the file with ``old_head`` replaced by ``new_head``): the file's tail
-    (image data) is read once, in 1 MiB preads, and fed to both hashes."""
-    size = os.fstat(fd).st_size
-    h_old, h_new = hashlib.sha256(old_head), hashlib.sha256(new_head)
+    (image data) is read once, in 1 MiB preads, and fed to both hashes. ``known`` = (size, mtime_ns, sha256) of
+    the file as the caller just hashed it (the scan's worker): when the open file still has that size and mtime,
+    its sha256 is taken from there and only the new content is hashed."""
+    st = os.fstat(fd)
+    size = st.st_size
+    h_new = hashlib.sha256(new_head)
+    h_old: Any = None
+    if known is None or (known[0], known[1]) != (st.st_size, st.st_mtime_ns) or not known[2]:
+        h_old = hashlib.sha256(old_head)
     pos = len(old_head)
     while pos < size:
         chunk = os.pread(fd, min(_HASH_CHUNK, size - pos), pos)
         if not chunk:
             raise OSError(errno.EIO, "the file shrank while it was being read")
-        h_old.update(chunk)
+        if h_old is not None:
+            h_old.update(chunk)
         h_new.update(chunk)
         pos += len(chunk)
-    return size, h_old.hexdigest(), h_new.hexdigest()
+    return size, h_old.hexdigest() if h_old is not None else known[2], h_new.hexdigest()  # type: ignore[index]
 
 
 def apply_delta(current: bytes, record: bytes) -> bytes:
@@ -264,12 +272,15 @@ class Writer:
     # -- one photo file ---------------------------------------------------------------------------
     def write(self, photo: str, kind: str, desired_flat: list[str], desired_hier: list[str], *,
               owned_before: list[str], suppressed_before: list[str], props: dict[str, str] | None = None,
-              location: dict[str, str] | None = None, cache: dict[str, WriteOutcome] | None = None) -> WriteOutcome:
+              location: dict[str, str] | None = None, cache: dict[str, WriteOutcome] | None = None,
+              known: tuple[int, int, str] | None = None) -> WriteOutcome:
         """Bring ``photo``'s keywords (in the file or its sidecar) to the decision. Never raises for a per-file
         problem: the outcome says ``failed`` / ``readonly`` with the reason.
 
         ``cache`` (target -> outcome) lets two files of one group share a sidecar (Adobe style with
         ``--sidecar-only``: ``DSC_1.JPG`` and ``DSC_1.NEF`` both use ``DSC_1.xmp``): the second reuses the first.
+        ``known`` = (size, mtime_ns, sha256) of ``photo`` as the caller hashed it moments ago: a JPEG written in
+        place that still has that size and mtime is not hashed a second time for the undo record.
         """
         try:
             target, tkind = self.target_for(photo, kind)
@@ -279,7 +290,7 @@ class Writer:
             return dataclasses.replace(cache[target], photo=photo)
         try:
             out = self._write(photo, target, tkind, desired_flat, desired_hier, owned_before, suppressed_before,
-                              props or {}, location)
+                              props or {}, location, known if target == photo else None)
         except LtagError as e:
             out = WriteOutcome(photo, target, "failed", str(e))
         except OSError as e:
@@ -290,19 +301,20 @@ class Writer:
 
     def _write(self, photo: str, target: str, tkind: str, desired_flat: list[str], desired_hier: list[str],
                owned_before: list[str], suppressed_before: list[str], props: dict[str, str],
-               location: dict[str, str] | None) -> WriteOutcome:
+               location: dict[str, str] | None, known: tuple[int, int, str] | None = None) -> WriteOutcome:
         if tkind == "jpeg":
             # Only the JPEG's head (up to its image data) is read; the image data is copied from this open
             # file into the new one in the kernel, so it is byte-identical by construction.
             with open(target, "rb") as f:
                 return self._write_target(photo, target, tkind, desired_flat, desired_hier, owned_before,
-                                          suppressed_before, props, location, f)
+                                          suppressed_before, props, location, f, known)
         return self._write_target(photo, target, tkind, desired_flat, desired_hier, owned_before,
                                   suppressed_before, props, location, None)
 
     def _write_target(self, photo: str, target: str, tkind: str, desired_flat: list[str], desired_hier: list[str],
                       owned_before: list[str], suppressed_before: list[str], props: dict[str, str],
-                      location: dict[str, str] | None, f: BinaryIO | None) -> WriteOutcome:
+                      location: dict[str, str] | None, f: BinaryIO | None,
+                      known: tuple[int, int, str] | None = None) -> WriteOutcome:
         from landmark_tagger import keywords, metadata
 
         exists = os.path.exists(target)
@@ -342,7 +354,7 @@ class Writer:
                 raise MetadataWriteError(f"{os.path.basename(target)}: the rewrite would change image data; "
                                          "nothing written")
             tail_from = (f.fileno(), len(data))
-            before_size, before_sha, after_sha = _file_hashes(f.fileno(), data, new)
+            before_size, before_sha, after_sha = _file_hashes(f.fileno(), data, new, known)
             undo_blob = encode_head_delta(data, new, before_size - len(data))
             change_kind = "jpeg-delta"
         else:

@@ -379,6 +379,52 @@ def test_jpeg_write_hashes_and_dry_run_are_of_the_whole_file(tmp_path, cat):
     assert image_data(p) == before[metadata.jpeg_header_end(before):]
 
 
+def test_known_hash_is_used_only_while_the_file_keeps_its_stat(tmp_path, cat, monkeypatch):
+    """The scan passes the worker's (size, mtime, sha256): reused for the undo record only while the file still
+    has that size and mtime; otherwise the file is hashed again."""
+    import hashlib
+
+    from landmark_tagger import writer as writer_mod
+
+    p = tmp_path / "DSC_0003.JPG"
+    shutil.copy(camera_file(JPG), p)
+    before = p.read_bytes()
+    real = fsutil.sha256_bytes(before)
+    st = p.stat()
+    hashed: list[int] = []
+    orig_sha256 = hashlib.sha256
+
+    class Counting:
+        def __init__(self, data=b""):
+            self.h = orig_sha256(data)
+            hashed.append(len(data))
+
+        def update(self, data):
+            self.h.update(data)
+
+        def hexdigest(self):
+            return self.h.hexdigest()
+
+    monkeypatch.setattr(writer_mod.hashlib, "sha256", Counting)
+    w = _writer(cat)
+    out = w.write(str(p), "jpeg", *EIFFEL, owned_before=[], suppressed_before=[],
+                  known=(st.st_size, st.st_mtime_ns, real))
+    assert out.status == "written" and len(hashed) == 1  # only the new content was hashed
+    ch = cat.rows("SELECT * FROM changes")[0]
+    assert ch["before_sha256"] == real and ch["after_sha256"] == fsutil.sha256_bytes(p.read_bytes())
+    undo.undo(cat)
+    assert fsutil.sha256_bytes(p.read_bytes()) == real
+
+    # A stale stat (the file changed since the caller hashed it): the "known" sha256 is ignored.
+    hashed.clear()
+    st = p.stat()
+    out = _writer(cat).write(str(p), "jpeg", *EIFFEL, owned_before=[], suppressed_before=[],
+                             known=(st.st_size, st.st_mtime_ns - 1, "0" * 64))
+    assert out.status == "written" and len(hashed) == 2
+    ch = cat.rows("SELECT * FROM changes ORDER BY id DESC")[0]
+    assert ch["before_sha256"] == real
+
+
 def test_learn_runs_are_in_the_one_undo_history(tmp_path, cat):
     """A run of kind 'learn' (a correction) that changed a file is listed with scans, newest first, and undone."""
     p = tmp_path / "DSC_0003.JPG"
