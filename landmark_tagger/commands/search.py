@@ -149,9 +149,14 @@ def _stats_table(st: dict[str, Any]) -> None:
     from landmark_tagger.console import out
 
     share = st["unknown_share"]
-    out.print(f"[bold]{st['photos']:,}[/bold] photos ({st['files']:,} files), "
-              f"{st['landmark_count']} landmarks, unknown {'-' if share is None else f'{share:.0%}'} of "
-              f"{st['recognised']:,} recognised, {st['with_gps']:,} with GPS, {st['unwritten_files']:,} files unwritten")
+
+    def n(count: int, word: str) -> str:
+        return f"{count:,} {word}{'' if count == 1 else 's'}"
+
+    out.print(f"[bold]{st['photos']:,}[/bold] {'photo' if st['photos'] == 1 else 'photos'} "
+              f"({n(st['files'], 'file')}), {n(st['landmark_count'], 'landmark')}, unknown "
+              f"{'-' if share is None else f'{share:.0%}'} of {st['recognised']:,} recognised, "
+              f"{st['with_gps']:,} with GPS, {n(st['unwritten_files'], 'file')} unwritten")
     if st["last_scan"]:
         ls = st["last_scan"]
         out.print(f"last scan: run {ls['run']}, {ls['finished_at'] or ls['started_at']} ({ls['status']})")
