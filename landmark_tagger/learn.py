@@ -308,8 +308,24 @@ def learn(name: str, groups: Sequence[PhotoGroup], *, recognizer: Any, gallery_p
     if catalog is not None:
         _record_run(catalog, "learn", {"name": name, "photos": [o.path for o in outcomes]},
                     {"added": added, "references": len(lm.refs)})
-    return LearnReport(lm.name, outcomes, added, len(lm.refs), lm.threshold, lm.lat, lm.lon, lm.parent,
-                       list(problems))
+    notes = list(problems)
+    shipped = _bundle_landmark_named(recognizer.bundle, lm.name)
+    if shipped is not None:
+        notes.append(f"{lm.name!r} is also one of the model's own landmarks ({shipped}): your photos are kept as a "
+                     "taught landmark of the same name, which wins ties; both write the same keyword. "
+                     f"`ltag forget {lm.name!r}` removes only the taught one.")
+    return LearnReport(lm.name, outcomes, added, len(lm.refs), lm.threshold, lm.lat, lm.lon, lm.parent, notes)
+
+
+def _bundle_landmark_named(bundle: Any, name: str) -> str | None:
+    """The label id of the bundle's landmark whose display name (or id) is ``name`` (case-insensitive), if any."""
+    key = name.casefold()
+    for lab in getattr(bundle, "labels", None) or []:
+        lid = lab.get("id") if isinstance(lab, dict) else getattr(lab, "id", None)
+        disp = lab.get("name") if isinstance(lab, dict) else getattr(lab, "name", None)
+        if key in {str(lid or "").casefold(), str(disp or "").casefold()}:
+            return str(lid)
+    return None
 
 
 def forget(name: str, *, gallery_path: Path, catalog: Catalog | None = None) -> tuple[str, int]:
