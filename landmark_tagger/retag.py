@@ -233,7 +233,8 @@ def retag(catalog: Catalog, recognizer: Any, *, write: bool = True, sequence: bo
                              "WHERE group_key = ?", updates)
         rep.seconds_total = time.perf_counter() - t0
         return rep
-    run_id = catalog.start_run("scan", {"retag": True, "write": write, "changed": len(changed)})
+    run_id = catalog.start_run("scan", {"retag": True, "write": write, "changed": len(changed),
+                                        "keep_mtime": keep_mtime})
     rep.run_id = run_id
     writer = Writer(catalog, run_id, sidecar_style=sidecar_style, sidecar_only=sidecar_only, keep_mtime=keep_mtime)
     now = now_iso()

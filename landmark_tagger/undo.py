@@ -172,10 +172,18 @@ def _undo_run(catalog: Catalog, run_id: int, force: bool, fileops: fsutil.FileOp
     changes = catalog.rows("SELECT * FROM changes WHERE run_id = ? AND state IN ('applied', 'pending') "
                            "ORDER BY id DESC", (run_id,))
     left = 0
+    row = conn.execute("SELECT args FROM runs WHERE id = ?", (run_id,)).fetchone()
+    try:
+        run_args = json.loads(row[0]) if row and row[0] else {}
+    except ValueError:
+        run_args = {}
+    # A run that kept its JPEGs' modification times (--keep-mtime) is undone the same way: the file gets its
+    # old bytes and keeps the mtime it had all along.
+    keep_mtime = bool(isinstance(run_args, dict) and run_args.get("keep_mtime"))
     for ch in changes:
         path = ch["path"]
         try:
-            outcome = _undo_change(ch, force, fileops)
+            outcome = _undo_change(ch, force, fileops, keep_mtime=keep_mtime and ch["kind"].startswith("jpeg"))
         except (LtagError, OSError) as e:
             msg = str(e) if isinstance(e, LtagError) else f"{e.strerror or e}"
             report.failed.append((path, msg))
@@ -194,7 +202,8 @@ def _undo_run(catalog: Catalog, run_id: int, force: bool, fileops: fsutil.FileOp
         conn.execute("UPDATE runs SET status = 'undone' WHERE id = ?", (run_id,))
 
 
-def _undo_change(ch: dict[str, Any], force: bool, fileops: fsutil.FileOps) -> tuple[str, str]:
+def _undo_change(ch: dict[str, Any], force: bool, fileops: fsutil.FileOps, *,
+                 keep_mtime: bool = False) -> tuple[str, str]:
     """Restore one change. Returns (restored | deleted | skipped, reason)."""
     from landmark_tagger import metadata
 
@@ -227,7 +236,7 @@ def _undo_change(ch: dict[str, Any], force: bool, fileops: fsutil.FileOps) -> tu
         if fsutil.sha256_bytes(new) != before:
             raise UndoError(f"{os.path.basename(path)}: cannot restore byte-exact (changed outside the metadata "
                             "ltag wrote since); left as it is")
-        return _restore(path, new, fileops)
+        return _restore(path, new, fileops, keep_mtime)
     old = zlib.decompress(ch["undo"])
     if ch["kind"] == "jpeg-header":
         try:
@@ -240,13 +249,13 @@ def _undo_change(ch: dict[str, Any], force: bool, fileops: fsutil.FileOps) -> tu
     if fsutil.sha256_bytes(new) != before:
         raise UndoError(f"{os.path.basename(path)}: cannot restore byte-exact (its image data changed since); "
                         "left as it is")
-    return _restore(path, new, fileops)
+    return _restore(path, new, fileops, keep_mtime)
 
 
-def _restore(path: str, new: bytes, fileops: fsutil.FileOps) -> tuple[str, str]:
+def _restore(path: str, new: bytes, fileops: fsutil.FileOps, keep_mtime: bool = False) -> tuple[str, str]:
     if not fileops.dry_run and not fsutil.is_writable_by_bits(path):
         raise UndoError(f"{os.path.basename(path)}: {fsutil.write_block_reason(path)}")
-    fileops.atomic_write(path, new)
+    fileops.atomic_write(path, new, keep_mtime=keep_mtime)
     return "restored", ""
 
 

@@ -203,6 +203,26 @@ def test_keep_mtime_and_mode(tmp_path, cat):
     assert p.stat().st_mtime_ns != 1_600_000_000_000_000_000  # default: mtime changes like any edit
 
 
+def test_undo_of_a_keep_mtime_run_keeps_the_mtime(tmp_path, cat):
+    """--keep-mtime: the undo restores the bytes and the file keeps its original mtime; a plain run's undo is an
+    edit like any other (new mtime, so backups notice it)."""
+    t0 = 1_600_000_000_000_000_000
+    kept, plain = tmp_path / "kept.jpg", tmp_path / "plain.jpg"
+    for p in (kept, plain):
+        shutil.copy(camera_file(JPG), p)
+        os.utime(p, ns=(t0, t0))
+    before = kept.read_bytes()
+    run = cat.start_run("scan", {"keep_mtime": True})
+    assert _w(Writer(cat, run, keep_mtime=True), kept, "jpeg", EIFFEL).status == "written"
+    assert kept.stat().st_mtime_ns == t0
+    undo.undo(cat, run_id=run)
+    assert kept.read_bytes() == before and kept.stat().st_mtime_ns == t0
+    run = cat.start_run("scan", {})
+    assert _w(Writer(cat, run), plain, "jpeg", EIFFEL).status == "written"
+    undo.undo(cat, run_id=run)
+    assert plain.read_bytes() == before and plain.stat().st_mtime_ns != t0
+
+
 def test_undo_is_byte_exact_across_runs(tmp_path, cat):
     files = []
     for name in ("nikon_d90_DSC_0003.JPG", "canon_5d3__K6A7945.JPG", "nikon_e995_DSCN1325.JPG"):
