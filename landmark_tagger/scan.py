@@ -116,7 +116,8 @@ class ScanReport:
 
 
 def _new_counts() -> dict[str, int]:
-    return dict.fromkeys((*RESULT_STATUSES, "written", "readonly", "pending", "moved", "write_failed", "would_write"), 0)
+    return dict.fromkeys((*RESULT_STATUSES, "written", "readonly", "pending", "moved", "write_failed", "would_write",
+                          "by_sequence"), 0)
 
 
 # ------------------------------------------------------------------------------------------------ workers
@@ -352,7 +353,8 @@ class Scanner:
                  workers: int | None = None, exclude: Iterable[str] = (), retag: bool = False,
                  progress: Callable[[int, int], None] | None = None,
                  on_result: Callable[[FileResult], None] | None = None, providers: list[str] | None = None,
-                 user_gallery: Any = None, recognizer: Any = None, batch_size: int = BATCH):
+                 user_gallery: Any = None, recognizer: Any = None, batch_size: int = BATCH,
+                 sequence: bool | None = None):
         self.disk_catalog = catalog
         self.dry_run = dry_run
         self.catalog = _memory_copy(catalog) if dry_run else catalog
@@ -368,12 +370,18 @@ class Scanner:
         self.providers = providers
         self.user_gallery = user_gallery
         self.batch_size = batch_size
+        if sequence is None:
+            from landmark_tagger.sequence import DEFAULT_ENABLED
+
+            sequence = DEFAULT_ENABLED
+        self.sequence = sequence
         self.fileops: fsutil.FileOps = fsutil.NoOpFileOps() if dry_run else fsutil.FileOps()
         self.writer_opts = dict(sidecar_style=sidecar_style, sidecar_only=sidecar_only, keep_mtime=keep_mtime,
                                 iptc_location=iptc_location)
         self.args = dict(write=write, dry_run=dry_run, threshold=threshold, sidecar_style=sidecar_style,
                          sidecar_only=sidecar_only, keep_mtime=keep_mtime, iptc_location=iptc_location,
-                         workers=self.workers, exclude=list(self.exclude), retag=retag, pid=os.getpid())
+                         workers=self.workers, exclude=list(self.exclude), retag=retag, sequence=self.sequence,
+                         pid=os.getpid())
         self.counts = _new_counts()
         self.problems: list[FileResult] = []
         self.recognizer: Any = recognizer
@@ -621,8 +629,20 @@ class Scanner:
         writer = threading.Thread(target=consume, name="ltag-scan-writer", daemon=True)
         writer.start()
 
-        def hand_over(b: list[_Work]) -> None:
-            item = (b, *self._infer(b), model_id)
+        window = _ConsensusWindow(self) if self.sequence else None
+
+        def hand_over(b: list[_Work] | None) -> None:
+            """Infer batch ``b`` and queue it for writing; with sequence consensus the batch waits for the next one
+            (its later neighbours) and the previous one is queued instead. ``None``: flush the last one."""
+            if window is None:
+                assert b is not None
+                put((b, *self._infer(b), model_id))
+                return
+            ready = window.push(b, self._infer(b, candidates=True) if b is not None else None)
+            if ready is not None:
+                put((*ready, model_id))
+
+        def put(item: tuple[Any, ...]) -> None:
             while True:
                 if failure:
                     raise failure[0]
@@ -646,6 +666,8 @@ class Scanner:
                     batch, n_arrays = [], 0
             if batch:
                 hand_over(batch)
+            if window is not None:
+                hand_over(None)
         except BaseException:
             _stop_writer(todo, writer, drain=True)  # finish only the batch being written
             pool.close(kill=True)
@@ -655,14 +677,21 @@ class Scanner:
         if failure:
             raise failure[0]
 
-    def _infer(self, batch: list[_Work]) -> tuple[list[Any], Any, Any]:
-        """Recognise the batch's decoded photos (main thread): (decisions, embeddings, generic features)."""
+    def _infer(self, batch: list[_Work], candidates: bool = False) -> tuple[list[Any], Any, Any]:
+        """Recognise the batch's decoded photos (main thread): (decisions, embeddings, generic features).
+        ``candidates``: each photo's best landmark whatever its confidence (for sequence consensus, which then
+        applies the threshold)."""
         arrays = [w.res["array"] for w in batch if w.res["array"] is not None]
         if not arrays:
             return [], None, None
         rec = self._get_recognizer()
         embs, gens = rec.embed(arrays)
-        decisions = rec.decide(embs, gens)
+        if candidates:
+            from landmark_tagger.retag import candidates as all_candidates
+
+            decisions = all_candidates(rec, embs, gens)
+        else:
+            decisions = rec.decide(embs, gens)
         self.n_embedded += len(arrays)
         self.n_decoded += len(arrays)
         for w in batch:
@@ -922,7 +951,7 @@ class Scanner:
         except ImportError:
             retag_mod = None
         if retag_mod is not None and hasattr(retag_mod, "redecide"):
-            decisions = retag_mod.redecide(self.catalog, rec, [pid for _, pid in todo])
+            decisions = retag_mod.redecide(self.catalog, rec, [pid for _, pid in todo], sequence=self.sequence)
         elif todo:
             e_arr = np.stack([np.frombuffer(embs[pid][0], dtype=np.float32) for _, pid in todo])
             g_arr = None
@@ -955,6 +984,65 @@ class Scanner:
                 batch_rows = []
         if batch_rows:
             self._commit(batch_rows, [], model_id)
+
+
+class _ConsensusWindow:
+    """Sequence consensus inside a scan (``landmark_tagger.sequence``), one batch behind the inference.
+
+    A photo's neighbours are the photos taken within the consensus window; a scan meets a folder's photos in name
+    order, which for camera files is capture order, so a batch's later neighbours are in the next batch. A batch is
+    therefore decided for good (its candidates' confidences adjusted, then the threshold applied) when the next
+    batch has been inferred: its neighbours are the photos of the batch before (kept as ``history``), of its own
+    and of the next. Only the photos recognised in this run vote; ``scan --retag`` and ``retag`` consider the
+    whole catalog.
+    """
+
+    HISTORY = 256
+
+    def __init__(self, scanner: Scanner):
+        self.scanner = scanner
+        self.pending: tuple[list[_Work], list[Any], Any, Any, list[tuple[Any, ...]]] | None = None
+        self.history: collections.deque[tuple[Any, ...]] = collections.deque(maxlen=self.HISTORY)
+
+    @staticmethod
+    def _meta(batch: list[_Work]) -> list[tuple[Any, ...]]:
+        out = []
+        for w in batch:
+            # after inference ``array`` only says whether the photo was decoded (True) or not (False / None)
+            if w.res is None or w.res["array"] is None or w.res["array"] is False:
+                continue
+            res = w.res
+            facts = res["facts"].get(res["decoded_from"]) or res["facts"].get(w.group.primary.path) or {}
+            out.append((facts.get("taken_at"), facts.get("gps_lat"), facts.get("gps_lon")))
+        return out
+
+    def push(self, batch: list[_Work] | None, inferred: tuple[list[Any], Any, Any] | None
+             ) -> tuple[list[_Work], list[Any], Any, Any] | None:
+        """Add an inferred batch (``None``: the end); returns the previous batch with its final decisions."""
+        nxt = None
+        if batch is not None:
+            assert inferred is not None
+            nxt = (batch, inferred[0], inferred[1], inferred[2], self._meta(batch))
+        prev, self.pending = self.pending, nxt
+        if prev is None:
+            return None
+        b, cands, embs, gens, meta = prev
+        if not cands:
+            return b, [], embs, gens
+        from landmark_tagger.retag import apply_sequence
+
+        later = nxt[1] if nxt is not None else []
+        later_meta = nxt[4] if nxt is not None else []
+        hist = list(self.history)
+        every = [h[0] for h in hist] + list(cands) + list(later)
+        metas = [h[1] for h in hist] + meta + later_meta
+        rec = self.scanner._get_recognizer()
+        final = apply_sequence(every, [m[0] for m in metas], [m[1] for m in metas], [m[2] for m in metas],
+                               float(rec.threshold))
+        mine = final[len(hist):len(hist) + len(cands)]
+        self.scanner.counts["by_sequence"] += sum(1 for d in mine if d.source == "sequence")
+        self.history.extend(zip(cands, meta, strict=True))
+        return b, mine, embs, gens
 
 
 def _stop_writer(todo: queue.Queue[Any], writer: threading.Thread, *, drain: bool) -> None:
@@ -1070,7 +1158,8 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, catalog: Catalog, bundle: A
          sidecar_only: bool = False, keep_mtime: bool = False, iptc_location: bool = False,
          workers: int | None = None, exclude: Iterable[str] = (), retag: bool = False,
          progress: Callable[[int, int], None] | None = None, on_result: Callable[[FileResult], None] | None = None,
-         providers: list[str] | None = None, user_gallery: Any = None, recognizer: Any = None) -> ScanReport:
+         providers: list[str] | None = None, user_gallery: Any = None, recognizer: Any = None,
+         sequence: bool | None = None) -> ScanReport:
     """Scan files and folders: recognise new and changed photos, write their keywords, update the catalog.
 
     Args:
@@ -1092,6 +1181,10 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, catalog: Catalog, bundle: A
         providers: onnxruntime providers (default CPU).
         user_gallery: the user's taught landmarks (default: the one beside the catalog, if any).
         recognizer: a ready :class:`~landmark_tagger.recognizer.Recognizer` to reuse (else made lazily).
+        sequence: sequence consensus (photos shot minutes apart vote on each other's landmark; default
+            :data:`landmark_tagger.sequence.DEFAULT_ENABLED`). The catalog keeps each photo's own confidence
+            (``own_confidence``) beside the adjusted one, and ``decided_by = 'sequence'`` where consensus changed
+            whether it is tagged.
 
     Returns:
         A :class:`ScanReport` (counts, per-file problems, timing).
@@ -1099,7 +1192,8 @@ def scan(paths: Iterable[str | os.PathLike[str]], *, catalog: Catalog, bundle: A
     s = Scanner(catalog, bundle=bundle, model_dir=model_dir, write=write, dry_run=dry_run, threshold=threshold,
                 sidecar_style=sidecar_style, sidecar_only=sidecar_only, keep_mtime=keep_mtime,
                 iptc_location=iptc_location, workers=workers, exclude=exclude, retag=retag, progress=progress,
-                on_result=on_result, providers=providers, user_gallery=user_gallery, recognizer=recognizer)
+                on_result=on_result, providers=providers, user_gallery=user_gallery, recognizer=recognizer,
+                sequence=sequence)
     return s.run(paths)
 
 

@@ -83,6 +83,8 @@ def _summary(report: Any, title: str) -> None:
             ("read-only (not written)", c["readonly"])]
     if c.get("moved"):
         rows.append(("moved (decision kept)", c["moved"]))
+    if c.get("by_sequence"):
+        rows.append(("tagged or untagged by sequence consensus", c["by_sequence"]))
     if c.get("pending"):
         rows.append(("decided, not written (`ltag write`)", c["pending"]))
     if report.dry_run:
@@ -130,6 +132,9 @@ def register(app: typer.Typer) -> None:
             "--exclude", help="Skip files/folders matching this glob (repeatable).")] = None,
         retag: bool = typer.Option(False, "--retag", help="Re-decide scanned photos from stored embeddings (no decoding)."),
         gpu: bool = typer.Option(False, "--gpu", help="Use the CUDA provider of onnxruntime when available."),
+        sequence: bool = typer.Option(True, "--sequence/--no-sequence",
+                                      help="Let photos shot minutes apart (and nearby, with GPS) lift or lower each "
+                                           "other's confidence."),
     ) -> None:
         """Recognise landmarks in photos, write them as keywords and index them in the catalog.
 
@@ -152,7 +157,7 @@ def register(app: typer.Typer) -> None:
                           threshold=threshold, sidecar_style=sidecar, sidecar_only=sidecar_only,
                           keep_mtime=keep_mtime, iptc_location=iptc_location, workers=workers, exclude=exclude or (),
                           retag=retag, progress=prog, on_result=_json_line if as_json else None,
-                          providers=providers)
+                          providers=providers, sequence=sequence)
         if dry_run and not as_json:
             _dry_run_listing(report)
         _summary(report, "ltag scan (dry run: nothing changed)" if dry_run else "ltag scan")
