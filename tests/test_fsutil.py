@@ -121,6 +121,9 @@ def test_sigint_during_replace_is_deferred_until_after_it(tmp_path):
     script = textwrap.dedent(f"""
         import os, signal, sys
         from landmark_tagger import fsutil
+        # A child of a background job starts with SIGINT ignored (POSIX shells do that for `cmd &`); Python
+        # then installs no KeyboardInterrupt handler. This test is about deferral, so start from Python's own.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         real_replace = os.replace
         def replace(src, dst):
             os.kill(os.getpid(), signal.SIGINT)   # arrives mid-section
