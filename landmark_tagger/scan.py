@@ -51,8 +51,10 @@ from landmark_tagger.writer import WriteOutcome, Writer, desired_keywords, split
 
 log = logging.getLogger(__name__)
 
-#: Photos per inference batch.
-BATCH = 32
+#: Photos per inference batch: also what the catalog commits at once and how far sequence consensus looks
+#: ahead (a batch is written once the next one is recognised, so the last two are written after the decoding
+#: ends: a smaller batch is a shorter tail; onnxruntime gets ORT_ROWS_ONE_THREAD views per call either way).
+BATCH = 16
 #: Views per onnxruntime call when inference runs on one thread beside the decoding workers.
 ORT_ROWS_ONE_THREAD = 8
 #: Successful statuses: a row with one of these (and the same model) is not recognised again.
