@@ -241,34 +241,45 @@ def distractors_for(bundle: Any, catalog: Catalog | None = None) -> np.ndarray |
     its reference photos), else the catalog's photos that the bundle tagged with confidence at least
     :data:`DISTRACTOR_MARGIN` above its threshold (up to :data:`MAX_CATALOG_DISTRACTORS`, spread evenly), else None.
     """
+    bg = background_for(bundle, catalog)
+    return None if bg is None else bg[0]
+
+
+def background_for(bundle: Any, catalog: Catalog | None = None) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """:func:`distractors_for` with each photo's landmark (bundle label index or catalog label id; None when
+    unknown): the user gallery learns its whitening from them."""
     getter = getattr(bundle, "gallery_generic", None)  # a loaded Bundle: validated by load_bundle, cached
     if callable(getter):
         g = getter()
         if g is not None and len(g):
-            return g
+            labels = bundle.gallery()[1] if callable(getattr(bundle, "gallery", None)) else None
+            return g, (np.asarray(labels) if labels is not None and len(labels) == len(g) else None)
     gal = Path(bundle.path) / "gallery.npz"
     try:
         with np.load(gal, allow_pickle=False) as z:
             if "generic" in z.files:
                 g = np.asarray(z["generic"], np.float32)
                 if g.ndim == 2 and g.shape[1] == bundle.generic_dim and len(g):
-                    return g
+                    labels = np.asarray(z["labels"]) if "labels" in z.files else None
+                    return g, (labels if labels is not None and len(labels) == len(g) else None)
     except (OSError, ValueError) as e:
         log.debug("no generic features in %s: %s", gal, e)
     if catalog is None:
         return None
     rows = catalog.conn.execute(
-        "SELECT e.generic FROM photos p JOIN embeddings e ON e.photo_id = p.id WHERE e.model_id = ? AND "
+        "SELECT e.generic, p.label FROM photos p JOIN embeddings e ON e.photo_id = p.id WHERE e.model_id = ? AND "
         "p.role = 'primary' AND p.label IS NOT NULL AND p.label NOT LIKE 'user:%' AND p.confidence >= ? AND "
         "e.generic IS NOT NULL ORDER BY p.id", (bundle.model_id, float(bundle.threshold) + DISTRACTOR_MARGIN)
     ).fetchall()
     if not rows:
         return None
     step = max(1, len(rows) // MAX_CATALOG_DISTRACTORS)
-    blobs = [r[0] for r in rows[::step]][:MAX_CATALOG_DISTRACTORS]
+    picked = rows[::step][:MAX_CATALOG_DISTRACTORS]
+    blobs = [r[0] for r in picked]
     if any(len(b) != bundle.generic_dim * 4 for b in blobs):
         return None
-    return np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), bundle.generic_dim)
+    return (np.frombuffer(b"".join(blobs), np.float32).reshape(len(blobs), bundle.generic_dim),
+            np.array([str(r[1]) for r in picked]))
 
 
 # ---------------------------------------------------------------------------------------------- learning
@@ -351,9 +362,9 @@ def _refresh_background(gallery: UserGallery, bundle: Any, catalog: Catalog | No
     """Give the gallery the freshest background (bundle-shipped or catalog photos); keep the old one if none."""
     if len(gallery) and gallery.model_id and gallery.model_id != bundle.model_id:
         return  # add() reports the model mismatch
-    d = distractors_for(bundle, catalog)
-    if d is not None and len(d):
-        gallery.set_distractors(d)
+    bg = background_for(bundle, catalog)
+    if bg is not None and len(bg[0]):
+        gallery.set_distractors(bg[0], bg[1])
 
 
 def _record_run(catalog: Catalog, kind: str, args: dict[str, Any], summary: dict[str, Any]) -> int:

@@ -6,6 +6,10 @@ ArcFace-trained projection), because the trained projection generalises badly to
 
 Scoring (one rule, measured in ``benchmarks/learn.py``):
 
+* similarities are computed in a *whitened* space learned from the background (below): centred on the
+  background's mean and whitened by the covariance of photos of the same bundle landmark (the supervised "Lw"
+  whitening of Radenović et al., :func:`learn_whitening`), then L2-normalised; without a background, the raw
+  generic features;
 * a query's similarity to a taught landmark is its best cosine similarity among that landmark's
   references (k = 1);
 * each landmark has its own threshold on that similarity (:func:`landmark_threshold`), derived from how
@@ -16,7 +20,9 @@ Scoring (one rule, measured in ``benchmarks/learn.py``):
   than its nearest background photo is not a taught landmark (its confidence is capped below the threshold);
 * the similarity is mapped onto the bundle's confidence scale by :func:`to_bundle_confidence`, so that a
   taught landmark's threshold maps to exactly the bundle's threshold: ``--min-confidence``, review and
-  sequence consensus mean one thing for both kinds of landmark.
+  sequence consensus mean one thing for both kinds of landmark. In the whitened space the confidence reaches 1
+  at :data:`WHITENED_RISE` above the threshold (the bundle's own confident tags sit well above its threshold;
+  a taught landmark clearly matched must be able to outbid a doubtful bundle tag).
 
 Storage: one ``.npz`` file (numpy arrays + a UTF-8 JSON document stored as a ``uint8`` array; loaded with
 ``allow_pickle=False``), replaced atomically on every change. The same format is used by
@@ -39,7 +45,9 @@ import numpy as np
 from landmark_tagger.errors import LtagError
 
 FORMAT = "ltag-user-gallery"
-FORMAT_VERSION = 1
+#: 2: learned whitening (``whiten_mean`` / ``whiten_proj`` arrays) and thresholds in the whitened space. A version 1
+#: file still loads and scores with its raw-space thresholds until the next ``ltag learn`` re-derives them.
+FORMAT_VERSION = 2
 LABEL_PREFIX = "user:"
 
 #: Lowest threshold on the generic cosine similarity a taught landmark may get (the floor keeps photos of
@@ -61,6 +69,16 @@ SAME_PHOTO = 0.995
 MAX_BACKGROUND = 4000
 #: Highest threshold a landmark may get, whatever its impostors (above this almost nothing matches).
 MAX_THRESHOLD = 0.92
+#: Whitened space (a background of at least :data:`MIN_WHITEN_PHOTOS` labelled photos): the floor, background
+#: margin and confidence rise chosen with ``benchmarks/learn.py`` on its tuning draws.
+WHITENED_MIN_SIMILARITY = 0.18
+WHITENED_BACKGROUND_MARGIN = -0.02
+#: In the whitened space a taught landmark's confidence reaches 1 this far above its threshold (raw space: at 1).
+WHITENED_RISE = 0.25
+#: Shrinkage of the intra-class covariance towards a multiple of the identity (fraction of its mean variance).
+WHITEN_SHRINK = 1.0
+#: Fewest labelled background photos (of at least 2 landmarks) to learn a whitening from; fewer: raw features.
+MIN_WHITEN_PHOTOS = 100
 #: The bundle threshold assumed until the gallery is bound to a bundle (the scoring module's default).
 DEFAULT_BUNDLE_THRESHOLD = 0.5
 #: Below a landmark's threshold, confidence falls linearly to 0 over this much similarity.
@@ -97,20 +115,21 @@ def clean_name(name: str) -> str:
 
 
 def to_bundle_confidence(similarity: np.ndarray | float, threshold: np.ndarray | float,
-                         bundle_threshold: float) -> np.ndarray:
+                         bundle_threshold: float, rise: float | None = None) -> np.ndarray:
     """Map a taught landmark's similarity onto the bundle's confidence scale.
 
     Piecewise linear and monotonic in ``similarity``:
 
     * at the landmark's own ``threshold`` the confidence is exactly ``bundle_threshold`` (so a taught
       landmark is tagged exactly when the bundle's rule would tag at that confidence);
-    * above it, confidence rises linearly to 1 at similarity 1;
+    * above it, confidence rises linearly to 1 at similarity 1 (or at ``threshold + rise``);
     * below it, confidence falls linearly to 0 over :data:`CONFIDENCE_SPAN` of similarity.
 
     Args:
         similarity: cosine similarity to the landmark's best reference, any shape.
         threshold: the landmark's threshold (broadcast against ``similarity``).
         bundle_threshold: the bundle's calibrated threshold on its confidence scale, in (0, 1).
+        rise: how far above the threshold the confidence reaches 1 (None: at similarity 1).
 
     Returns:
         confidences in [0, 1], float32, the broadcast shape.
@@ -119,7 +138,8 @@ def to_bundle_confidence(similarity: np.ndarray | float, threshold: np.ndarray |
     s = np.where(s > 1.0 - 1e-5, 1.0, s)  # the reference photo itself (float32 rounding): confidence exactly 1
     t = np.asarray(threshold, dtype=np.float64)
     bt = float(bundle_threshold)
-    above = bt + (1.0 - bt) * (s - t) / np.maximum(1.0 - t, 1e-6)
+    width = np.maximum(1.0 - t, 1e-6) if rise is None else np.minimum(max(float(rise), 1e-6), np.maximum(1.0 - t, 1e-6))
+    above = bt + (1.0 - bt) * (s - t) / width
     below = bt * (1.0 - (t - s) / CONFIDENCE_SPAN)
     out = np.where(s >= t, above, below)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
@@ -153,6 +173,74 @@ def landmark_threshold(own: np.ndarray, impostors: np.ndarray | None, *, min_sim
         stats["impostor"] = imp
         t = max(t, imp + margin)
     return min(t, MAX_THRESHOLD), stats
+
+
+@dataclass
+class Whitening:
+    """A learned linear map of generic features: ``normalise((normalise(x) - mean) @ proj.T)``.
+
+    Attributes:
+        mean: (G,) the background's mean.
+        proj: (d, G) the projection (``d == G``: no dimension reduction).
+        info: how it was learned (method, photos, landmarks, shrinkage), saved with the gallery.
+    """
+
+    mean: np.ndarray
+    proj: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.proj.shape[1])
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """(N, G) generic features -> (N, d) whitened, L2-normalised float32."""
+        z = (_normalise(x) - self.mean) @ self.proj.T
+        return (z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def learn_whitening(x: np.ndarray, labels: np.ndarray | None, *, shrink: float = WHITEN_SHRINK,
+                    min_photos: int = MIN_WHITEN_PHOTOS) -> Whitening | None:
+    """Supervised whitening ("Lw", Radenović et al., cirtorch ``whitenlearn``) from labelled generic features.
+
+    Centre on the mean of ``x``; whiten by the covariance of differences between photos of the same landmark
+    (``2 m`` times each landmark's scatter over its ``m (m - 1)`` ordered pairs), shrunk towards
+    ``shrink * trace / G`` times the identity so that directions the background never varies in stay finite.
+    Directions in which photos of one landmark differ (light, viewpoint, season) are damped; directions that
+    separate landmarks are kept. No dimension reduction: the PCA rotation of cirtorch's second step would not
+    change a cosine similarity, so it is left out. Deterministic.
+
+    Args:
+        x: (N, G) generic features of photos of known landmarks (the background).
+        labels: (N,) their landmark ids (any hashable values), or None.
+        shrink: shrinkage of the intra-class covariance.
+        min_photos: fewest photos with a label shared by another photo to learn anything.
+
+    Returns:
+        the whitening, or None without labels, with fewer than ``min_photos`` usable photos or fewer than two
+        landmarks with two photos each.
+    """
+    if labels is None or x is None or len(x) != len(labels):
+        return None
+    xn = _normalise(x).astype(np.float64)
+    _, inverse, counts = np.unique(np.asarray(labels), return_inverse=True, return_counts=True)
+    usable = counts[inverse] >= 2
+    if int(usable.sum()) < min_photos or int((counts >= 2).sum()) < 2:
+        return None
+    g = xn.shape[1]
+    scatter = np.zeros((g, g))
+    pairs = 0
+    for c in np.flatnonzero(counts >= 2):
+        z = xn[inverse == c]
+        zc = z - z.mean(axis=0)
+        m = len(z)
+        scatter += 2.0 * m * (zc.T @ zc)
+        pairs += m * (m - 1)
+    cov = scatter / pairs
+    cov += float(shrink) * np.trace(cov) / g * np.eye(g)
+    proj = np.linalg.inv(np.linalg.cholesky(cov))  # cov^-1/2 up to a rotation: proj @ cov @ proj.T = I
+    info = {"method": "lw", "photos": int(usable.sum()), "landmarks": int((counts >= 2).sum()), "shrink": float(shrink)}
+    return Whitening(xn.mean(axis=0).astype(np.float32), proj.astype(np.float32), info)
 
 
 @dataclass
@@ -241,26 +329,83 @@ class UserGallery:
     Attributes:
         model_id: the bundle whose ``generic`` features the references are (None while empty).
         bundle_threshold: that bundle's threshold (its confidence scale; set by :meth:`bind`, saved).
-        min_similarity: the global floor of every landmark's threshold.
+        min_similarity: the global floor of every landmark's threshold (default: :data:`DEFAULT_MIN_SIMILARITY` on
+            raw features, :data:`WHITENED_MIN_SIMILARITY` once whitened).
+        background_margin: the background rule's margin (likewise per space).
+        rise: how far above its threshold a taught landmark's confidence reaches 1 (None: at similarity 1).
         distractors: (M, G) generic features of photos known to show none of the taught landmarks (photos of the
             bundle's own landmarks), set by :meth:`set_distractors` and saved (float16). They are the *background*:
             a photo closer to one of them than to a landmark's best reference is not that landmark.
+        whitening: learned from the background and its landmark labels (:func:`learn_whitening`) by
+            :meth:`set_distractors`, saved; None: raw generic features.
+        legacy: loaded from a version 1 file (thresholds on raw features, no whitening) and not re-derived yet.
     """
 
-    def __init__(self, model_id: str | None = None, *, min_similarity: float = DEFAULT_MIN_SIMILARITY,
-                 margin: float = DEFAULT_IMPOSTOR_MARGIN, bundle_threshold: float = DEFAULT_BUNDLE_THRESHOLD):
+    def __init__(self, model_id: str | None = None, *, min_similarity: float | None = None,
+                 margin: float = DEFAULT_IMPOSTOR_MARGIN, bundle_threshold: float = DEFAULT_BUNDLE_THRESHOLD,
+                 background_margin: float | None = None, rise: float | None = None):
         self.model_id = model_id
         self.bundle_threshold = float(bundle_threshold)
         self.enabled = True
-        self.min_similarity = float(min_similarity)
+        self._min_similarity = None if min_similarity is None else float(min_similarity)
+        self._background_margin = None if background_margin is None else float(background_margin)
+        self._rise = rise
         self.margin = float(margin)
         self.landmarks: dict[str, UserLandmark] = {}
         self.distractors = np.zeros((0, 0), np.float32)
         self.n_distractors = 0
         self.distractor_quantile = DEFAULT_DISTRACTOR_QUANTILE
-        self.background_margin = DEFAULT_BACKGROUND_MARGIN
+        self.whitening: Whitening | None = None
+        self._legacy: dict[str, float] | None = None  # a version 1 file's floor and background margin
         self._bg: np.ndarray | None = None
         self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    # -- the similarity space and its parameters --------------------------------------------------
+    @property
+    def legacy(self) -> bool:
+        """Loaded from a version 1 file (raw features, its own floor) and not re-derived since."""
+        return self._legacy is not None
+
+    @property
+    def min_similarity(self) -> float:
+        if self._min_similarity is not None:
+            return self._min_similarity
+        if self._legacy is not None:
+            return self._legacy["min_similarity"]
+        return WHITENED_MIN_SIMILARITY if self.whitening is not None else DEFAULT_MIN_SIMILARITY
+
+    @min_similarity.setter
+    def min_similarity(self, value: float | None) -> None:
+        self._min_similarity = None if value is None else float(value)
+
+    @property
+    def background_margin(self) -> float:
+        if self._background_margin is not None:
+            return self._background_margin
+        if self._legacy is not None:
+            return self._legacy["background_margin"]
+        return WHITENED_BACKGROUND_MARGIN if self.whitening is not None else DEFAULT_BACKGROUND_MARGIN
+
+    @background_margin.setter
+    def background_margin(self, value: float | None) -> None:
+        self._background_margin = None if value is None else float(value)
+
+    @property
+    def rise(self) -> float | None:
+        if self._rise is not None:
+            return self._rise
+        return WHITENED_RISE if self.whitening is not None else None
+
+    @rise.setter
+    def rise(self, value: float | None) -> None:
+        self._rise = value
+
+    def project(self, generic: np.ndarray) -> np.ndarray:
+        """Generic features in the gallery's similarity space: whitened when there is a whitening, else as they
+        are; L2-normalised rows."""
+        if self.whitening is not None and generic.shape[-1] == self.whitening.dim:
+            return self.whitening.apply(generic)
+        return _normalise(generic)
 
     # -- queries --------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -353,17 +498,28 @@ class UserGallery:
             self.calibrate()
         return touched
 
-    def set_distractors(self, vectors: np.ndarray | None) -> None:
+    def set_distractors(self, vectors: np.ndarray | None, labels: np.ndarray | None = None, *,
+                        whitening: Whitening | None = None) -> None:
         """Use these generic features as the background (see :attr:`distractors`; at most :data:`MAX_BACKGROUND`,
-        spread evenly) and recompute every threshold."""
+        spread evenly), learn the whitening from them and their landmark ``labels`` (:func:`learn_whitening`; none
+        without labels) and recompute every threshold in the new space.
+
+        Args:
+            vectors: (M, G) generic features of photos of the bundle's landmarks, or None to drop the background.
+            labels: (M,) their landmarks (any ids), or None.
+            whitening: use this one instead of learning it (it must have been learned from the same photos).
+        """
         if vectors is None or not len(vectors):
             self.distractors = np.zeros((0, 0), np.float32)
+            self.whitening = None
         else:
             v = _normalise(vectors)
+            self._check_model(self.model_id, v.shape[1])
+            self.whitening = whitening if whitening is not None else learn_whitening(v, labels)
             if len(v) > MAX_BACKGROUND:
                 v = v[np.linspace(0, len(v) - 1, MAX_BACKGROUND).astype(np.int64)]
-            self._check_model(self.model_id, v.shape[1])
             self.distractors = v
+        self._legacy = None
         self._bg = None
         self.calibrate()
 
@@ -383,18 +539,21 @@ class UserGallery:
         last time (``stats['distractor']``), so its threshold never drops for lack of them. Distractors count by
         the :data:`DEFAULT_DISTRACTOR_QUANTILE` of their best similarities to the landmark's references."""
         self._flat = None
+        self._bg = None
         items = list(self.landmarks.values())
+        proj = [self.project(lm.vectors) if lm.vectors.size else lm.vectors for lm in items]
+        dis = self.project(self.distractors) if self.distractor_quantile is not None and self.distractors.size else None
         for i, lm in enumerate(items):
-            others = [o.vectors for j, o in enumerate(items) if j != i and o.vectors.size]
+            others = [proj[j] for j, o in enumerate(items) if j != i and o.vectors.size]
             impostors = np.concatenate(others) if others else None
             if self.distractor_quantile is None:
                 dist: float | None = None
-            elif self.distractors.size and lm.vectors.size:
-                best = (self.distractors @ lm.vectors.T).max(axis=1)
+            elif dis is not None and lm.vectors.size:
+                best = (dis @ proj[i].T).max(axis=1)
                 dist = float(np.quantile(best, self.distractor_quantile))
             else:
                 dist = _finite_or_none(lm.stats.get("distractor")) if lm.stats else None
-            thr, stats = landmark_threshold(lm.vectors, impostors, min_similarity=self.min_similarity,
+            thr, stats = landmark_threshold(proj[i], impostors, min_similarity=self.min_similarity,
                                             margin=self.margin)
             stats["distractor"] = dist
             if dist is not None:
@@ -409,24 +568,29 @@ class UserGallery:
             if not items:
                 self._flat = (np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.float32))
             else:
-                refs = np.concatenate([lm.vectors for lm in items]).astype(np.float32)
+                refs = self.project(np.concatenate([lm.vectors for lm in items]).astype(np.float32))
                 owner = np.concatenate([np.full(len(lm.vectors), k) for k, lm in enumerate(items)]).astype(np.int64)
                 thr = np.array([lm.threshold for lm in items], np.float32)
                 self._flat = (refs, owner, thr)
         return self._flat
 
-    def _background(self, refs: np.ndarray) -> np.ndarray | None:
-        """The background without the taught references themselves (a photo the bundle tagged that the user then
-        taught as a reference must not block its own landmark)."""
+    def _background(self) -> np.ndarray | None:
+        """The background in the similarity space, without the taught references themselves (a photo the bundle
+        tagged that the user then taught as a reference must not block its own landmark)."""
         if self._bg is None:
-            keep = (self.distractors @ refs.T).max(axis=1) < SAME_PHOTO if len(refs) else np.ones(
-                len(self.distractors), bool)
-            self._bg = self.distractors[keep]
+            raw = np.concatenate([lm.vectors for lm in self.landmarks.values() if lm.vectors.size] or
+                                 [np.zeros((0, self.distractors.shape[1]), np.float32)])
+            keep = ((self.distractors @ raw.T).max(axis=1) < SAME_PHOTO if len(raw)
+                    else np.ones(len(self.distractors), bool))
+            self._bg = self.project(self.distractors[keep])
         return self._bg if len(self._bg) else None
 
     def similarities(self, generic: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(N, L) best-reference similarity per landmark and (N, L) the index of that reference."""
-        q = _normalise(generic)
+        """(N, L) best-reference similarity per landmark (in the gallery's similarity space, see :meth:`project`)
+        and (N, L) the index of that reference."""
+        return self._similarities(self.project(generic))
+
+    def _similarities(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         refs, owner, _ = self._flatten()
         n_l = len(self.landmarks)
         best = np.full((len(q), n_l), -1.0, np.float32)
@@ -457,14 +621,15 @@ class UserGallery:
         ref = np.zeros(n, np.int64)
         if not names or n == 0:
             return UserScores(idx, sim, conf, ref, names)
-        refs, _, thr = self._flatten()
-        bg = self._background(refs) if self.distractors.size and self.distractors.shape[1] == generic.shape[1] else None
+        _, _, thr = self._flatten()
+        bg = self._background() if self.distractors.size and self.distractors.shape[1] == generic.shape[1] else None
         for a in range(0, n, chunk):
-            best, arg = self.similarities(generic[a:a + chunk])
-            c = to_bundle_confidence(best, thr[None, :], bundle_threshold)
+            q = self.project(generic[a:a + chunk])
+            best, arg = self._similarities(q)
+            c = to_bundle_confidence(best, thr[None, :], bundle_threshold, self.rise)
             if bg is not None:
                 # background rule: closer to a photo of another (bundle) landmark than to the references
-                nearest_bg = (_normalise(generic[a:a + chunk]) @ bg.T).max(axis=1)
+                nearest_bg = (q @ bg.T).max(axis=1)
                 blocked = best < (nearest_bg + self.background_margin)[:, None]
                 c = np.where(blocked, np.minimum(c, np.float32(bundle_threshold * 0.98)), c)
             k = c.argmax(axis=1)
@@ -478,14 +643,23 @@ class UserGallery:
     def bind(self, bundle: Any) -> bool:
         """Use the gallery with ``bundle``: take its threshold (confidence scale). A gallery taught with another
         model is disabled (its features mean nothing to this one) and False is returned."""
+        import logging
+
         self.bundle_threshold = float(bundle.threshold)
         self.enabled = not (len(self) and self.model_id and self.model_id != bundle.model_id)
         if not self.enabled:
-            import logging
-
             logging.getLogger(__name__).warning(
                 "taught landmarks were learned with model %s, not %s: ignored until re-taught", self.model_id,
                 bundle.model_id)
+        elif len(self) and self.whitening is None:
+            # taught before whitening existed (or without a labelled background): re-derive in memory when the
+            # bundle ships its references' generic features; saved by the next ltag learn
+            bg = bundle_background(bundle)
+            if bg is not None:
+                self.set_distractors(*bg)
+                if self.whitening is not None:
+                    logging.getLogger(__name__).info(
+                        "taught landmarks re-derived with the whitening learned from %s's references", bundle.model_id)
         return self.enabled
 
     def decide_generic(self, generic: np.ndarray) -> list[Any]:
@@ -506,7 +680,7 @@ class UserGallery:
         lm = self.get(name)
         if lm is None or not lm.refs:
             return []
-        s = lm.vectors @ _normalise(generic)[0]
+        s = self.project(lm.vectors) @ self.project(generic)[0]
         order = np.argsort(-s)[:k]
         return [(lm.refs[i], float(s[i])) for i in order]
 
@@ -520,12 +694,18 @@ class UserGallery:
         doc = {"format": FORMAT, "version": FORMAT_VERSION, "model_id": self.model_id,
                "min_similarity": self.min_similarity, "margin": self.margin,
                "bundle_threshold": self.bundle_threshold, "distractors": self.n_distractors,
-               "background_margin": self.background_margin, "saved_at": _now(),
+               "background_margin": self.background_margin, "rise": self.rise,
+               "whitening": self.whitening.info if self.whitening is not None else None, "saved_at": _now(),
                "landmarks": [lm.to_json() for lm in items]}
         buf = io.BytesIO()
         background = (self.distractors.astype(np.float16) if self.distractors.size
                       else np.zeros((0, dim), np.float16))
-        np.savez_compressed(buf, vectors=vectors, background=background, meta=np.frombuffer(json.dumps(doc, ensure_ascii=False).encode("utf-8"), np.uint8))
+        arrays = {"vectors": vectors, "background": background}
+        if self.whitening is not None:
+            arrays["whiten_mean"] = self.whitening.mean.astype(np.float32)
+            arrays["whiten_proj"] = self.whitening.proj.astype(np.float32)
+        meta = np.frombuffer(json.dumps(doc, ensure_ascii=False).encode("utf-8"), np.uint8)
+        np.savez_compressed(buf, meta=meta, **arrays)
         return buf.getvalue()
 
     @classmethod
@@ -535,15 +715,21 @@ class UserGallery:
                 meta = json.loads(bytes(z["meta"]).decode("utf-8"))
                 vectors = np.asarray(z["vectors"], np.float32)
                 background = np.asarray(z["background"], np.float32) if "background" in z.files else None
+                w_mean = np.asarray(z["whiten_mean"], np.float32) if "whiten_mean" in z.files else None
+                w_proj = np.asarray(z["whiten_proj"], np.float32) if "whiten_proj" in z.files else None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError) as e:
             raise UserGalleryError(f"{source} is not an ltag user gallery ({e}).") from e
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise UserGalleryError(f"{source} is not an ltag user gallery (no '{FORMAT}' header).")
         if int(meta.get("version", 0)) > FORMAT_VERSION:
             raise UserGalleryError(f"{source} was written by a newer ltag (version {meta.get('version')}); upgrade ltag.")
-        g = cls(meta.get("model_id"), min_similarity=float(meta.get("min_similarity", DEFAULT_MIN_SIMILARITY)),
-                margin=float(meta.get("margin", DEFAULT_IMPOSTOR_MARGIN)),
+        version = int(meta.get("version", 0))
+        g = cls(meta.get("model_id"), margin=float(meta.get("margin", DEFAULT_IMPOSTOR_MARGIN)),
                 bundle_threshold=float(meta.get("bundle_threshold", DEFAULT_BUNDLE_THRESHOLD)))
+        if version < 2:
+            # version 1: raw features, its own floor and background margin; thresholds as saved until re-derived
+            g._legacy = {"min_similarity": float(meta.get("min_similarity", DEFAULT_MIN_SIMILARITY)),
+                         "background_margin": float(meta.get("background_margin", DEFAULT_BACKGROUND_MARGIN))}
         start = 0
         try:
             for d in meta.get("landmarks", []):
@@ -564,9 +750,23 @@ class UserGallery:
         if start != len(vectors):
             raise UserGalleryError(f"{source} is damaged: {len(vectors) - start} vectors without a reference.")
         g.n_distractors = int(meta.get("distractors", 0) or 0)
-        g.background_margin = float(meta.get("background_margin", DEFAULT_BACKGROUND_MARGIN))
         if background is not None and background.size:
             g.distractors = background / np.maximum(np.linalg.norm(background, axis=1, keepdims=True), 1e-12)
+        if w_mean is not None and w_proj is not None and version >= 2:
+            dim = g.dim or (g.distractors.shape[1] if g.distractors.size else None)
+            if (w_mean.ndim != 1 or w_proj.ndim != 2 or w_proj.shape[1] != len(w_mean)
+                    or (dim is not None and len(w_mean) != dim) or not np.isfinite(w_proj).all()
+                    or not np.isfinite(w_mean).all()):
+                raise UserGalleryError(f"{source} is damaged: its whitening does not fit its features.")
+            info = meta.get("whitening") if isinstance(meta.get("whitening"), dict) else {}
+            g.whitening = Whitening(w_mean, w_proj, info)
+        if g.legacy and len(g):
+            import logging
+
+            logging.getLogger(__name__).info(
+                "%s was saved by an older ltag: its landmarks score on raw generic features until re-derived in the "
+                "whitened space (the next ltag learn does it; a scan with a bundle that ships generic features does it "
+                "in memory)", source)
         return g  # thresholds as saved
 
     @classmethod
@@ -596,6 +796,11 @@ class UserGallery:
             return 0, 0
         if not self.landmarks:
             self.bundle_threshold = other.bundle_threshold
+        if not self.distractors.size and other.distractors.size and (not self.landmarks or
+                                                                     self.model_id == other.model_id):
+            # no background here yet: take the exported one and the whitening learned from it
+            self.distractors, self.whitening = other.distractors, other.whitening
+            self.n_distractors, self._bg = other.n_distractors, None
         n_lm = n_ref = 0
         for lm in other.landmarks.values():
             if lm.name not in self:
@@ -604,6 +809,22 @@ class UserGallery:
                                 lat=lm.lat, lon=lm.lon)
             n_ref += added
         return n_lm, n_ref
+
+
+def bundle_background(bundle: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """The generic features of ``bundle``'s reference photos and their label indices (the optional ``generic``
+    array of its ``gallery.npz``), or None when it does not ship them."""
+    getter = getattr(bundle, "gallery_generic", None)
+    gallery = getattr(bundle, "gallery", None)
+    if not callable(getter) or not callable(gallery):
+        return None
+    gen = getter()
+    if gen is None or not len(gen):
+        return None
+    _, labels = gallery()
+    if labels is None or len(labels) != len(gen):
+        return None
+    return gen, np.asarray(labels)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -23,7 +23,7 @@ from landmark_tagger.catalog import open_catalog
 from landmark_tagger.cli import app
 from landmark_tagger.errors import BundleError
 from landmark_tagger.paths import user_gallery_path
-from landmark_tagger.user_gallery import UserGallery
+from landmark_tagger.user_gallery import MIN_WHITEN_PHOTOS, UserGallery
 
 EXIFTOOL = shutil.which("exiftool")
 RAW = "CRW_0113.CRW"  # a real Canon RAW with an embedded JPEG preview (CC0)
@@ -263,9 +263,26 @@ def test_background_comes_from_the_bundle_when_present(tmp_path, rec):
     learn.learn("Our Lotus", learn.collect(lotus)[0], recognizer=rec, gallery_path=gp, catalog=None)
     g = UserGallery.load(gp)
     assert g.distractors.shape == gen.shape  # saved with the gallery as its background
+    # the whitening is learned from the bundle's labelled references and saved with the gallery
+    assert g.whitening is not None and g.whitening.info["photos"] == len(gen)
+    assert g.whitening.info["landmarks"] == len(set(lab.tolist()))
     # the bundle's reference photos of the other landmarks are not taken for the taught one
     others = gen[lab != rec.bundle.label_ids.index("lotus_temple")]
     assert (g.score(others, rec.bundle.threshold).confidence < rec.bundle.threshold).all()
+
+
+def test_binding_a_gallery_without_whitening_re_derives_it_from_the_bundle(tmp_path, rec):
+    if rec.bundle.gallery_generic() is None:
+        pytest.skip("this bundle ships no generic features for its references")
+    lotus = copy_to(tmp_path / "new", landmark_files("lotus_temple", 2))
+    gp = tmp_path / "user.gallery.npz"
+    learn.learn("Our Lotus", learn.collect(lotus)[0], recognizer=rec, gallery_path=gp, catalog=None)
+    g = UserGallery.load(gp)
+    whitened = g.get("Our Lotus").threshold
+    g.set_distractors(g.distractors)  # a background without labels: raw features, as a version 1 gallery
+    assert g.whitening is None and g.get("Our Lotus").threshold != pytest.approx(whitened)
+    assert g.bind(rec.bundle)
+    assert g.whitening is not None and g.get("Our Lotus").threshold == pytest.approx(whitened, abs=1e-5)
 
 
 def test_background_comes_from_confidently_tagged_catalog_photos(tmp_path, rec):
@@ -289,6 +306,8 @@ def test_background_comes_from_confidently_tagged_catalog_photos(tmp_path, rec):
         learn.learn("Our Lotus", learn.collect(lotus)[0], recognizer=rec, gallery_path=gp, catalog=cat)
         g = UserGallery.load(gp)
         assert g.distractors.shape == bg.shape  # kept with the gallery as its background
+        # a handful of tagged photos is too few to learn a whitening from: raw generic features
+        assert len(bg) >= MIN_WHITEN_PHOTOS or g.whitening is None
         # the background photos themselves are not taken for the taught landmark
         sc = g.score(bg, rec.bundle.threshold)
         assert (sc.confidence < rec.bundle.threshold).all()

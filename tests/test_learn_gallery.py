@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import io
+import json
 import zipfile
 
 import numpy as np
 import pytest
 
 from landmark_tagger.user_gallery import (
+    DEFAULT_MIN_SIMILARITY,
     MAX_THRESHOLD,
+    WHITENED_BACKGROUND_MARGIN,
+    WHITENED_MIN_SIMILARITY,
+    WHITENED_RISE,
     Reference,
     UserGallery,
     UserGalleryError,
     landmark_threshold,
+    learn_whitening,
     to_bundle_confidence,
 )
 
@@ -161,3 +168,143 @@ def test_distractor_quantile_option_raises_thresholds_and_survives_a_forget():
     saved.distractor_quantile = 1.0
     saved.remove("B")
     assert saved.get("A").threshold == pytest.approx(g.get("A").threshold)
+
+
+# ---------------------------------------------------------------------------------------------- whitening
+def _nuisance_world(rng: np.random.Generator, d: int = 64, n_classes: int = 6, per_class: int = 20):
+    """Landmarks whose photos differ mostly along a few shared 'nuisance' directions (light, season): the background
+    (labelled photos of known landmarks) and two new landmarks A and B."""
+    nuisance = np.eye(d)[:3]  # the first three axes
+
+    def photos(centre: np.ndarray, n: int, shift: np.ndarray | None = None) -> np.ndarray:
+        x = centre[None] + 0.05 * rng.normal(size=(n, d))
+        x += (rng.normal(size=(n, 3)) * 1.5 if shift is None else shift[None]) @ nuisance
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    def centre() -> np.ndarray:
+        c = rng.normal(size=d)
+        c[:3] = 0
+        return c / np.linalg.norm(c)
+
+    bg = np.concatenate([photos(centre(), per_class) for _ in range(n_classes)])
+    labels = np.repeat(np.arange(n_classes), per_class)
+    return photos, centre, bg, labels
+
+
+def test_learned_whitening_damps_what_varies_within_a_landmark():
+    rng = np.random.default_rng(7)
+    photos, centre, bg, labels = _nuisance_world(rng)
+    w = learn_whitening(bg, labels, shrink=0.05)
+    assert w is not None and w.proj.shape == (bg.shape[1], bg.shape[1]) and w.info["landmarks"] == 6
+    # the defining property: the (shrunk) intra-class covariance becomes the identity
+    xn = bg / np.linalg.norm(bg, axis=1, keepdims=True)
+    within = np.concatenate([xn[labels == c] - xn[labels == c].mean(0) for c in range(6)])
+    cov = 2 * 20 * within.T @ within / (6 * 20 * 19)
+    cov += 0.05 * np.trace(cov) / cov.shape[0] * np.eye(cov.shape[0])
+    assert np.allclose(w.proj @ cov @ w.proj.T, np.eye(cov.shape[0]), atol=1e-3)
+    # two new landmarks, their reference and query photos taken in opposite "light"
+    a, b = centre(), centre()
+    light = np.array([1.0, -0.8, 0.6])
+    ref_a, ref_b = photos(a, 1, light), photos(b, 1, -light)
+    q_a = photos(a, 5, -light)
+    refs = np.concatenate([ref_a, ref_b])
+    raw = q_a @ refs.T
+    assert (raw.argmax(axis=1) == 1).all()  # raw cosine: the light decides, the query looks like B
+    white = w.apply(q_a) @ w.apply(refs).T
+    assert (white.argmax(axis=1) == 0).all()  # whitened: the landmark decides
+    assert np.allclose(np.linalg.norm(w.apply(q_a), axis=1), 1.0, atol=1e-5)
+
+
+def test_whitening_needs_labels_and_enough_photos():
+    rng = np.random.default_rng(8)
+    _, _, bg, labels = _nuisance_world(rng)
+    assert learn_whitening(bg, None) is None
+    assert learn_whitening(bg[:40], labels[:40]) is None  # fewer than MIN_WHITEN_PHOTOS
+    assert learn_whitening(bg, np.zeros(len(bg), int)) is None  # one landmark only: nothing separates
+    assert learn_whitening(bg, np.arange(len(bg))) is None  # no landmark seen twice
+    assert learn_whitening(bg, labels.astype(str)) is not None  # catalog label ids work as well as indices
+
+
+def test_gallery_scores_in_the_whitened_space_learned_from_its_background(tmp_path):
+    rng = np.random.default_rng(9)
+    photos, centre, bg, labels = _nuisance_world(rng)
+    a, b = centre(), centre()
+    light = np.array([1.0, -0.8, 0.6])
+    g = UserGallery()
+    g.add("A", _refs("a", 2), np.concatenate([photos(a, 1, light), photos(a, 1, light * 0.8)]), model_id="m1")
+    g.add("B", _refs("b", 2), np.concatenate([photos(b, 1, -light), photos(b, 1, -light * 0.8)]), model_id="m1")
+    q_a = photos(a, 6, -light)
+    assert g.whitening is None and g.min_similarity == DEFAULT_MIN_SIMILARITY and g.rise is None
+    assert [g.score(q_a, 0.5).name(i) for i in range(6)] == ["B"] * 6  # raw: fooled by the light
+    g.set_distractors(bg, labels)
+    assert g.whitening is not None and g.whitening.info["photos"] == len(bg)
+    assert g.min_similarity == WHITENED_MIN_SIMILARITY and g.rise == WHITENED_RISE
+    assert g.background_margin == WHITENED_BACKGROUND_MARGIN
+    sc = g.score(q_a, 0.5)
+    assert [sc.name(i) for i in range(6)] == ["A"] * 6 and (sc.confidence >= 0.5).all()
+    # similarities are cosine similarities of whitened features; thresholds were derived in that space
+    wq, wr = g.whitening.apply(q_a), g.whitening.apply(g.get("A").vectors)
+    assert np.allclose(sc.similarity, (wq @ wr.T).max(axis=1), atol=1e-5)
+    wb = g.whitening.apply(g.get("B").vectors)
+    assert g.get("A").threshold == pytest.approx(max(WHITENED_MIN_SIMILARITY, float((wb @ wr.T).max())), abs=1e-5)
+    # photos of the background's landmarks stay untagged
+    assert (g.score(bg, 0.5).confidence < 0.5).all()
+    # saved with its whitening (version 2); loads to the same scores, bit for bit
+    p = tmp_path / "g.npz"
+    g.save(p)
+    with zipfile.ZipFile(p) as z:
+        assert {"whiten_mean.npy", "whiten_proj.npy"} <= set(z.namelist())
+    h = UserGallery.load(p)
+    assert not h.legacy and np.array_equal(h.whitening.proj, g.whitening.proj)
+    assert np.array_equal(h.score(q_a, 0.5).confidence, sc.confidence)
+    # a background without labels: no whitening, the raw rule again
+    g.set_distractors(bg)
+    assert g.whitening is None and g.min_similarity == DEFAULT_MIN_SIMILARITY
+
+
+def test_rise_reaches_full_confidence_above_the_threshold():
+    s = np.linspace(-1, 1, 801)
+    c = to_bundle_confidence(s, 0.2, 0.5, rise=0.1)
+    assert np.all(np.diff(c) >= -1e-7)
+    assert to_bundle_confidence(0.2, 0.2, 0.5, rise=0.1) == pytest.approx(0.5)
+    assert to_bundle_confidence(0.25, 0.2, 0.5, rise=0.1) == pytest.approx(0.75)
+    assert to_bundle_confidence(0.3, 0.2, 0.5, rise=0.1) == pytest.approx(1.0)
+    assert np.array_equal(c >= 0.5 - 1e-7, s >= 0.2 - 1e-9)
+    # rise 1 or more: the raw rule (confidence 1 at similarity 1)
+    assert np.allclose(to_bundle_confidence(s, 0.6, 0.5, rise=1.0), to_bundle_confidence(s, 0.6, 0.5))
+
+
+def test_version_1_gallery_keeps_working_until_re_derived(tmp_path):
+    rng = np.random.default_rng(10)
+    photos, centre, bg, labels = _nuisance_world(rng)
+    g = UserGallery(min_similarity=0.42)
+    g.add("A", _refs("a", 3), photos(centre(), 3), model_id="m1")
+    g.set_distractors(bg)  # a version 1 gallery: background without labels, raw features
+    # write it as ltag did before whitening (version 1, its own floor in the header)
+    with np.load(io.BytesIO(g.to_bytes()), allow_pickle=False) as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+        arrays = {k: z[k] for k in z.files if k != "meta"}
+    meta["version"] = 1
+    old = tmp_path / "v1.npz"
+    np.savez(old, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+    h = UserGallery.load(old)
+    assert h.legacy and h.whitening is None and h.min_similarity == pytest.approx(0.42)
+    assert h.get("A").threshold == pytest.approx(g.get("A").threshold)
+    q = photos(centre(), 4)
+    assert np.array_equal(h.score(q, 0.5).confidence, g.score(q, 0.5).confidence)  # scores as before
+    h.set_distractors(bg, labels)  # what the next ltag learn does: re-derived in the whitened space
+    assert not h.legacy and h.whitening is not None and h.min_similarity == WHITENED_MIN_SIMILARITY
+    h.save(tmp_path / "v2.npz")
+    assert UserGallery.load(tmp_path / "v2.npz").whitening is not None
+
+
+def test_import_into_an_empty_gallery_takes_the_background_and_its_whitening():
+    rng = np.random.default_rng(11)
+    photos, centre, bg, labels = _nuisance_world(rng)
+    g = UserGallery()
+    g.add("A", _refs("a", 2), photos(centre(), 2), model_id="m1")
+    g.set_distractors(bg, labels)
+    fresh = UserGallery()
+    assert fresh.merge(UserGallery.from_bytes(g.to_bytes())) == (1, 2)
+    assert fresh.whitening is not None and fresh.distractors.shape == g.distractors.shape
+    assert fresh.get("A").threshold == pytest.approx(g.get("A").threshold, abs=1e-5)
