@@ -46,29 +46,41 @@ APPROX_LABELS = ["charminar", "golden_temple", "india_gate", "lotus_temple", "vi
 
 
 DISTRACTORS: np.ndarray | None = None  # generic features of the bundle's gallery photos (see main)
-WHITENING: UG.Whitening | None = None  # learned once from DISTRACTORS and their labels (as set_distractors would)
+BG_LABELS: np.ndarray | None = None  # their landmarks
+WHITENING: UG.Whitening | None = None  # learned from DISTRACTORS and their labels alone (reported)
+_WHITENINGS: dict[bytes, UG.Whitening | None] = {}  # per set of references: what the gallery learns, computed once
+
+
+def gallery_whitening(g: UG.UserGallery) -> UG.Whitening | None:
+    """What ``g.calibrate()`` learns (background + its references), cached by the references (the sweep re-teaches
+    the same draws many times)."""
+    key = b"".join(lm.vectors.tobytes() for lm in g.landmarks.values())
+    if key not in _WHITENINGS:
+        _WHITENINGS[key] = UG.gallery_whitening(DISTRACTORS, BG_LABELS, [(lm.name, lm.vectors)
+                                                                           for lm in g.landmarks.values()])
+    return _WHITENINGS[key]
 
 
 def teach(ps: PhotoSet, rng: np.random.Generator, n_refs: int, distractors: bool = True, whiten: bool = True,
           **kw: Any) -> tuple[UG.UserGallery, np.ndarray]:
     """A user gallery with ``n_refs`` random photos of each held-out label; returns it and the query indices.
 
-    ``whiten``: learn the whitening from the background (the default rule) or keep raw generic features (the rule
-    before it). ``kw``: ``quantile`` and the gallery's ``min_similarity``, ``margin``, ``background_margin``,
-    ``rise`` (None: the space's default)."""
+    ``whiten``: the whitening the gallery learns from the labelled background and the references (the default
+    rule), or raw generic features (the rule before it). ``kw``: ``quantile`` and the gallery's ``min_similarity``,
+    ``margin``, ``background_margin``, ``rise`` (None: the space's default)."""
     q = kw.pop("quantile", UG.DEFAULT_DISTRACTOR_QUANTILE)
     g = UG.UserGallery(ps.model_id, bundle_threshold=ps.threshold, **kw)
     g.distractor_quantile = q
-    if whiten and WHITENING is not None:
-        g.whitening = WHITENING  # without a background too: only the background rule is left out then
-    if distractors and DISTRACTORS is not None:
-        g.set_distractors(DISTRACTORS, whitening=WHITENING if whiten else None)
     queries = []
     for lab, ix in sorted(ps.unknown_by_label().items()):
         ix = rng.permutation(ix)
         refs = ix[:n_refs]
-        g.add(lab, [UG.Reference(f"{i:064d}", ps.paths[i]) for i in refs], ps.gen[refs], model_id=ps.model_id)
+        g.add(lab, [UG.Reference(f"{i:064d}", ps.paths[i]) for i in refs], ps.gen[refs], model_id=ps.model_id,
+              recalibrate=False)
         queries.append(ix[n_refs:])
+    # the same as g.set_distractors(DISTRACTORS, BG_LABELS) (or without labels: raw), the whitening cached
+    w = gallery_whitening(g) if whiten else None
+    g.set_distractors(DISTRACTORS if distractors else None, whitening=w)
     return g, np.concatenate(queries)
 
 
@@ -177,14 +189,15 @@ def main() -> None:
     if len(ps.holdout) < 1:
         sys.exit("the bundle knows every label: pass a holdout bundle (--model) or --approx")
     bundle_features(ps)
-    global DISTRACTORS, WHITENING
+    global DISTRACTORS, BG_LABELS, WHITENING
     # What a bundle can ship (optional ``generic`` array in gallery.npz, with its labels) or what learn takes from
     # the catalog: generic features of photos of the bundle's landmarks. Here: the bundle's gallery photos (never
     # queries), labelled with their landmarks; never a photo of a "new" landmark.
     bg_mask = ps.in_gallery & ps.is_known
     DISTRACTORS = ps.gen[bg_mask]
     t0 = time.perf_counter()
-    WHITENING = UG.learn_whitening(DISTRACTORS, np.array(ps.labels)[bg_mask])
+    BG_LABELS = np.array(ps.labels)[bg_mask]
+    WHITENING = UG.learn_whitening(DISTRACTORS, BG_LABELS)
     whiten_s = time.perf_counter() - t0
     known_idx = np.where(ps.is_known & ~ps.in_gallery)[0]
     base_known = rates(score_known(ps, decide(ps, None, known_idx), known_idx))

@@ -71,14 +71,17 @@ MAX_BACKGROUND = 4000
 MAX_THRESHOLD = 0.92
 #: Whitened space (a background of at least :data:`MIN_WHITEN_PHOTOS` labelled photos): the floor, background
 #: margin and confidence rise chosen with ``benchmarks/learn.py`` on its tuning draws.
-WHITENED_MIN_SIMILARITY = 0.18
-WHITENED_BACKGROUND_MARGIN = -0.02
+WHITENED_MIN_SIMILARITY = 0.14
+WHITENED_BACKGROUND_MARGIN = -0.04
 #: In the whitened space a taught landmark's confidence reaches 1 this far above its threshold (raw space: at 1).
 WHITENED_RISE = 0.25
 #: Shrinkage of the intra-class covariance towards a multiple of the identity (fraction of its mean variance).
 WHITEN_SHRINK = 1.0
 #: Fewest labelled background photos (of at least 2 landmarks) to learn a whitening from; fewer: raw features.
 MIN_WHITEN_PHOTOS = 100
+#: The taught references join the whitening's photos, each counted this many times (labelled with its landmark):
+#: how a taught landmark's own photos vary is damped too. Measured in benchmarks/learn_explore.py (1: no change).
+REFERENCE_WEIGHT = 5
 #: The bundle threshold assumed until the gallery is bound to a bundle (the scoring module's default).
 DEFAULT_BUNDLE_THRESHOLD = 0.5
 #: Below a landmark's threshold, confidence falls linearly to 0 over this much similarity.
@@ -243,6 +246,24 @@ def learn_whitening(x: np.ndarray, labels: np.ndarray | None, *, shrink: float =
     return Whitening(xn.mean(axis=0).astype(np.float32), proj.astype(np.float32), info)
 
 
+def gallery_whitening(background: np.ndarray, labels: np.ndarray | None, landmarks: list[tuple[str, np.ndarray]],
+                      *, weight: int = REFERENCE_WEIGHT) -> Whitening | None:
+    """The whitening of a user gallery: learned (:func:`learn_whitening`) from its labelled background plus each
+    taught landmark's references, repeated ``weight`` times and labelled ``user:<name>``. None without labels."""
+    if labels is None or background is None or not len(background) or len(labels) != len(background):
+        return None
+    xs, ys = [_normalise(background)], [np.asarray(labels).astype(str)]
+    for name, vec in landmarks:
+        if len(vec) and weight > 0:
+            xs.append(np.repeat(_normalise(vec), weight, axis=0))
+            ys.append(np.full(len(vec) * weight, label_for(name)))
+    w = learn_whitening(np.concatenate(xs), np.concatenate(ys))
+    if w is not None:
+        w.info.update({"background": int(len(background)), "references": int(sum(len(v) for _, v in landmarks)),
+                       "reference_weight": int(weight)})
+    return w
+
+
 @dataclass
 class Reference:
     """One reference photo of a taught landmark."""
@@ -356,6 +377,8 @@ class UserGallery:
         self.n_distractors = 0
         self.distractor_quantile = DEFAULT_DISTRACTOR_QUANTILE
         self.whitening: Whitening | None = None
+        self.background_labels: np.ndarray | None = None  # (M,) str: the background's landmarks (whitening)
+        self._fixed_whitening = False
         self._legacy: dict[str, float] | None = None  # a version 1 file's floor and background margin
         self._bg: np.ndarray | None = None
         self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -434,11 +457,13 @@ class UserGallery:
 
     # -- changes --------------------------------------------------------------------------------
     def add(self, name: str, refs: list[Reference], vectors: np.ndarray, *, model_id: str,
-            parent: str | None = None, lat: float | None = None, lon: float | None = None) -> tuple[UserLandmark, int]:
+            parent: str | None = None, lat: float | None = None, lon: float | None = None,
+            recalibrate: bool = True) -> tuple[UserLandmark, int]:
         """Add references to a landmark (created if new); returns it and how many references were new.
 
         A reference already present (same sha256) is not added twice. ``parent`` / ``lat`` / ``lon`` replace
-        the stored values when given. Thresholds of every landmark are recomputed.
+        the stored values when given. The whitening and the thresholds of every landmark are recomputed
+        (``recalibrate=False``: not yet; call :meth:`calibrate` after the last of several adds).
 
         Raises:
             UserGalleryError: the vectors come from another model than the gallery's, or have another size.
@@ -470,7 +495,8 @@ class UserGallery:
             lm.refs.extend(new_refs)
             lm.vectors = np.concatenate([lm.vectors.reshape(-1, vectors.shape[1]), np.stack(new_vecs)]).astype(
                 np.float32)
-        self.calibrate()
+        if recalibrate:
+            self.calibrate()
         return lm, len(new_refs)
 
     def remove(self, name: str) -> UserLandmark | None:
@@ -507,18 +533,21 @@ class UserGallery:
         Args:
             vectors: (M, G) generic features of photos of the bundle's landmarks, or None to drop the background.
             labels: (M,) their landmarks (any ids), or None.
-            whitening: use this one instead of learning it (it must have been learned from the same photos).
+            whitening: use this one from now on instead of learning it (benchmarks: one per set of references).
         """
+        self._fixed_whitening = whitening is not None
+        self.whitening = whitening
+        self.background_labels = None
         if vectors is None or not len(vectors):
             self.distractors = np.zeros((0, 0), np.float32)
-            self.whitening = None
         else:
             v = _normalise(vectors)
             self._check_model(self.model_id, v.shape[1])
-            self.whitening = whitening if whitening is not None else learn_whitening(v, labels)
+            lab = None if labels is None or len(labels) != len(v) else np.asarray(labels).astype(str)
             if len(v) > MAX_BACKGROUND:
-                v = v[np.linspace(0, len(v) - 1, MAX_BACKGROUND).astype(np.int64)]
-            self.distractors = v
+                keep = np.linspace(0, len(v) - 1, MAX_BACKGROUND).astype(np.int64)
+                v, lab = v[keep], None if lab is None else lab[keep]
+            self.distractors, self.background_labels = v, lab
         self._legacy = None
         self._bg = None
         self.calibrate()
@@ -532,7 +561,8 @@ class UserGallery:
             raise UserGalleryError(f"Feature size {dim} does not match the gallery's {self.dim}.")
 
     def calibrate(self) -> None:
-        """Recompute every landmark's threshold (see :func:`landmark_threshold`).
+        """Re-learn the whitening (:func:`gallery_whitening`, when the background's labels are known) and recompute
+        every landmark's threshold (see :func:`landmark_threshold`).
 
         Impostors: the other taught landmarks' references and the distractors. Without distractors at hand
         (``forget`` does not load the model), a landmark keeps the closest distractor similarity it recorded
@@ -541,6 +571,9 @@ class UserGallery:
         self._flat = None
         self._bg = None
         items = list(self.landmarks.values())
+        if not self._fixed_whitening and self.background_labels is not None and self.distractors.size:
+            self.whitening = gallery_whitening(self.distractors, self.background_labels,
+                                               [(lm.name, lm.vectors) for lm in items if lm.vectors.size])
         proj = [self.project(lm.vectors) if lm.vectors.size else lm.vectors for lm in items]
         dis = self.project(self.distractors) if self.distractor_quantile is not None and self.distractors.size else None
         for i, lm in enumerate(items):
@@ -701,6 +734,8 @@ class UserGallery:
         background = (self.distractors.astype(np.float16) if self.distractors.size
                       else np.zeros((0, dim), np.float16))
         arrays = {"vectors": vectors, "background": background}
+        if self.background_labels is not None and len(self.background_labels) == len(self.distractors):
+            arrays["background_labels"] = np.asarray(self.background_labels).astype(str)
         if self.whitening is not None:
             arrays["whiten_mean"] = self.whitening.mean.astype(np.float32)
             arrays["whiten_proj"] = self.whitening.proj.astype(np.float32)
@@ -717,6 +752,7 @@ class UserGallery:
                 background = np.asarray(z["background"], np.float32) if "background" in z.files else None
                 w_mean = np.asarray(z["whiten_mean"], np.float32) if "whiten_mean" in z.files else None
                 w_proj = np.asarray(z["whiten_proj"], np.float32) if "whiten_proj" in z.files else None
+                bg_labels = np.asarray(z["background_labels"]).astype(str) if "background_labels" in z.files else None
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, EOFError) as e:
             raise UserGalleryError(f"{source} is not an ltag user gallery ({e}).") from e
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -752,6 +788,8 @@ class UserGallery:
         g.n_distractors = int(meta.get("distractors", 0) or 0)
         if background is not None and background.size:
             g.distractors = background / np.maximum(np.linalg.norm(background, axis=1, keepdims=True), 1e-12)
+            if bg_labels is not None and len(bg_labels) == len(background) and version >= 2:
+                g.background_labels = bg_labels
         if w_mean is not None and w_proj is not None and version >= 2:
             dim = g.dim or (g.distractors.shape[1] if g.distractors.size else None)
             if (w_mean.ndim != 1 or w_proj.ndim != 2 or w_proj.shape[1] != len(w_mean)
@@ -800,14 +838,16 @@ class UserGallery:
                                                                      self.model_id == other.model_id):
             # no background here yet: take the exported one and the whitening learned from it
             self.distractors, self.whitening = other.distractors, other.whitening
+            self.background_labels, self._legacy = other.background_labels, None
             self.n_distractors, self._bg = other.n_distractors, None
         n_lm = n_ref = 0
         for lm in other.landmarks.values():
             if lm.name not in self:
                 n_lm += 1
             _, added = self.add(lm.name, lm.refs, lm.vectors, model_id=other.model_id or "", parent=lm.parent,
-                                lat=lm.lat, lon=lm.lon)
+                                lat=lm.lat, lon=lm.lon, recalibrate=False)
             n_ref += added
+        self.calibrate()
         return n_lm, n_ref
 
 

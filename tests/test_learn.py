@@ -264,8 +264,9 @@ def test_background_comes_from_the_bundle_when_present(tmp_path, rec):
     g = UserGallery.load(gp)
     assert g.distractors.shape == gen.shape  # saved with the gallery as its background
     # the whitening is learned from the bundle's labelled references and saved with the gallery
-    assert g.whitening is not None and g.whitening.info["photos"] == len(gen)
-    assert g.whitening.info["landmarks"] == len(set(lab.tolist()))
+    assert g.whitening is not None and g.whitening.info["background"] == len(gen)
+    assert g.whitening.info["references"] == 2  # the taught photos take part too
+    assert g.whitening.info["landmarks"] == len(set(lab.tolist())) + 1
     # the bundle's reference photos of the other landmarks are not taken for the taught one
     others = gen[lab != rec.bundle.label_ids.index("lotus_temple")]
     assert (g.score(others, rec.bundle.threshold).confidence < rec.bundle.threshold).all()

@@ -12,12 +12,14 @@ import pytest
 from landmark_tagger.user_gallery import (
     DEFAULT_MIN_SIMILARITY,
     MAX_THRESHOLD,
+    REFERENCE_WEIGHT,
     WHITENED_BACKGROUND_MARGIN,
     WHITENED_MIN_SIMILARITY,
     WHITENED_RISE,
     Reference,
     UserGallery,
     UserGalleryError,
+    gallery_whitening,
     landmark_threshold,
     learn_whitening,
     to_bundle_confidence,
@@ -237,7 +239,9 @@ def test_gallery_scores_in_the_whitened_space_learned_from_its_background(tmp_pa
     assert g.whitening is None and g.min_similarity == DEFAULT_MIN_SIMILARITY and g.rise is None
     assert [g.score(q_a, 0.5).name(i) for i in range(6)] == ["B"] * 6  # raw: fooled by the light
     g.set_distractors(bg, labels)
-    assert g.whitening is not None and g.whitening.info["photos"] == len(bg)
+    # learned from the labelled background and the taught references (each counted REFERENCE_WEIGHT times)
+    assert g.whitening is not None and g.whitening.info["background"] == len(bg)
+    assert g.whitening.info["photos"] == len(bg) + 4 * REFERENCE_WEIGHT and g.whitening.info["landmarks"] == 8
     assert g.min_similarity == WHITENED_MIN_SIMILARITY and g.rise == WHITENED_RISE
     assert g.background_margin == WHITENED_BACKGROUND_MARGIN
     sc = g.score(q_a, 0.5)
@@ -257,6 +261,13 @@ def test_gallery_scores_in_the_whitened_space_learned_from_its_background(tmp_pa
     h = UserGallery.load(p)
     assert not h.legacy and np.array_equal(h.whitening.proj, g.whitening.proj)
     assert np.array_equal(h.score(q_a, 0.5).confidence, sc.confidence)
+    # the background's labels are saved too: a forget re-learns the whitening without the forgotten references
+    assert np.array_equal(h.background_labels, labels.astype(str))
+    h.remove("B")
+    assert h.whitening.info["photos"] == len(bg) + 2 * REFERENCE_WEIGHT
+    assert not np.array_equal(h.whitening.proj, g.whitening.proj)
+    only_bg = learn_whitening(bg, labels)
+    assert np.allclose(gallery_whitening(bg, labels, [], weight=REFERENCE_WEIGHT).proj, only_bg.proj)
     # a background without labels: no whitening, the raw rule again
     g.set_distractors(bg)
     assert g.whitening is None and g.min_similarity == DEFAULT_MIN_SIMILARITY
