@@ -6,10 +6,10 @@ ArcFace-trained projection), because the trained projection generalises badly to
 
 Scoring (one rule, measured in ``benchmarks/learn.py``):
 
-* similarities are computed in a *whitened* space learned from the background (below): centred on the
-  background's mean and whitened by the covariance of photos of the same bundle landmark (the supervised "Lw"
-  whitening of Radenović et al., :func:`learn_whitening`), then L2-normalised; without a background, the raw
-  generic features;
+* similarities are computed in a *whitened* space learned from the labelled background (below) and the taught
+  references (:func:`gallery_whitening`): centred on their mean and whitened by the covariance of photos of the
+  same landmark (the supervised "Lw" whitening of Radenović et al., :func:`learn_whitening`), then
+  L2-normalised; without a labelled background, the raw generic features;
 * a query's similarity to a taught landmark is its best cosine similarity among that landmark's
   references (k = 1);
 * each landmark has its own threshold on that similarity (:func:`landmark_threshold`), derived from how
