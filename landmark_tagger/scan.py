@@ -141,8 +141,23 @@ def _worker_init(min_side: int | None, spec: Any, reuse: frozenset[str], owner: 
                     os._exit(0)
                 except OSError:
                     pass
+                if _is_zombie(owner):
+                    # Dead but not yet reaped: its parent may be waiting for the stderr we inherited to close
+                    # (subprocess.communicate), so staying would keep it waiting forever.
+                    os._exit(0)
 
         threading.Thread(target=watch, name="ltag-owner-watch", daemon=True).start()
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped (Linux /proc; False where that cannot be told)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    end = stat.rfind(b")")
+    return end >= 0 and stat[end + 2:end + 3] == b"Z"
 
 
 def _read_once(path: str) -> bool:
@@ -291,14 +306,23 @@ class _Pool:
         with fsutil.deferred_signals():
             return self.ex.submit(_prepare_job, job)
 
+    #: Seconds the workers get to finish the job in hand after a Ctrl-C or an error before they are terminated.
+    GRACE_S = 5.0
+
     def close(self, kill: bool = False) -> None:
-        """Stop the workers; ``kill`` (Ctrl-C, an error): terminate them at once (they only decode), so that no
-        worker is left waiting on a queue after we are gone."""
+        """Stop the workers. ``kill`` (Ctrl-C, an error): cancel the queued jobs and give the workers
+        :attr:`GRACE_S` to finish the one in hand, then terminate any still running (a decoder stuck on a hostile
+        file), so that no worker is left waiting on a queue after we are gone. Not terminated at once: a worker
+        killed while it writes its result leaves half a message in the result pipe, and the executor's thread
+        then waits for the rest forever, hanging the interpreter's exit (seen under load in the Ctrl-C test)."""
         procs = list(getattr(self.ex, "_processes", {}).values())
         try:
             self.ex.shutdown(wait=not kill, cancel_futures=True)
         finally:
             if kill:
+                deadline = time.monotonic() + self.GRACE_S
+                for p in procs:
+                    p.join(timeout=max(0.0, deadline - time.monotonic()))
                 for p in procs:
                     if p.is_alive():
                         p.terminate()
@@ -407,8 +431,30 @@ class Scanner:
 
     def _get_recognizer(self) -> Any:
         self.model_used = True
-        with self._recognizer_lock:  # the warm-up thread may be building it right now
+        # The warm-up thread may be building it right now. Wait in short steps: a plain acquire() is not
+        # interrupted by a Ctrl-C that the kernel delivers to another thread, so the main thread would never see it.
+        while not self._recognizer_lock.acquire(timeout=0.1):
+            pass
+        try:
             return self._build_recognizer()
+        finally:
+            self._recognizer_lock.release()
+
+    def _start_warm_up(self) -> None:
+        """Start :meth:`_warm_up` in a thread, after importing here, in the main thread, every module it needs:
+        an import in a second thread that races the main thread's imports and a Ctrl-C can leave the import lock
+        held, deadlocking both threads (seen under load in the Ctrl-C test)."""
+        import faiss  # noqa: F401
+        import onnxruntime  # noqa: F401
+
+        import landmark_tagger.bundle
+        import landmark_tagger.paths
+        import landmark_tagger.recognizer
+        import landmark_tagger.retag
+        import landmark_tagger.user_gallery  # noqa: F401
+
+        self._warm_thread = threading.Thread(target=self._warm_up, name="ltag-model-warm-up", daemon=True)
+        self._warm_thread.start()
 
     def _warm_up(self) -> None:
         """Load the model (onnxruntime session, galleries) in a background thread while the workers decode the
@@ -487,8 +533,10 @@ class Scanner:
                 # The exception's traceback keeps this scanner alive until the interpreter exits; an onnxruntime
                 # session destroyed that late aborts the process ("terminate called ..."). Let it go now (after
                 # the warm-up thread, if it is still loading the model).
-                with self._recognizer_lock:
-                    self.recognizer = None
+                while not self._recognizer_lock.acquire(timeout=0.1):
+                    pass
+                self.recognizer = None
+                self._recognizer_lock.release()
                 self._bundle = None
                 gc.collect()
         return ScanReport(self.run_id, self.counts, self.problems, time.perf_counter() - t0, self.total,
@@ -594,8 +642,7 @@ class Scanner:
             min_side = preprocess.min_decode_side(spec)
         n_decode = sum(1 for w in work if w.decode)
         if n_decode and self.recognizer is None:
-            self._warm_thread = threading.Thread(target=self._warm_up, name="ltag-model-warm-up", daemon=True)
-            self._warm_thread.start()
+            self._start_warm_up()
         pool: Any
         if self.workers <= 1 or n_decode < 4:
             pool = _InProcess(min_side, spec, reuse)
@@ -1081,11 +1128,12 @@ def _known(e: FileEntry, res: dict[str, Any]) -> tuple[int, int, str] | None:
 
 
 def _join(thread: threading.Thread) -> None:
-    """Wait for ``thread`` even through Ctrl-C (then re-raised once it has ended)."""
+    """Wait for ``thread`` even through Ctrl-C (then re-raised once it has ended). Joins in short steps so that
+    the main thread keeps handling signals."""
     again = False
     while thread.is_alive():
         try:
-            thread.join()
+            thread.join(timeout=0.1)
         except KeyboardInterrupt:
             again = True
     if again:
