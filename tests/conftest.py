@@ -11,6 +11,7 @@ Plain functions (``camera_file``, ``camera_sample``) do the same for use outside
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,18 @@ def landmarks_dir(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"landmark photos not available: {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    """The model bundle under test: ``LTAG_TEST_BUNDLE``, else the shipped default (skips when not installed)."""
+    from landmark_tagger.bundle import load_bundle
+    from landmark_tagger.errors import BundleError
+
+    try:
+        return load_bundle(os.environ.get("LTAG_TEST_BUNDLE") or None)
+    except BundleError as e:
+        pytest.skip(f"model bundle not installed: {e}")
 
 
 @pytest.fixture

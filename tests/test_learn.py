@@ -21,22 +21,11 @@ from typer.testing import CliRunner
 from landmark_tagger import decode, fsutil, learn
 from landmark_tagger.catalog import open_catalog
 from landmark_tagger.cli import app
-from landmark_tagger.errors import BundleError
 from landmark_tagger.paths import user_gallery_path
 from landmark_tagger.user_gallery import MIN_WHITEN_PHOTOS, UserGallery
 
 EXIFTOOL = shutil.which("exiftool")
 RAW = "CRW_0113.CRW"  # a real Canon RAW with an embedded JPEG preview (CC0)
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    from landmark_tagger.bundle import load_bundle
-
-    try:
-        return load_bundle(os.environ.get("LTAG_TEST_BUNDLE") or None)
-    except BundleError as e:
-        pytest.skip(f"model bundle not installed: {e}")
 
 
 @pytest.fixture(scope="module")

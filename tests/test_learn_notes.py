@@ -12,15 +12,10 @@ from landmark_tagger.walk import walk
 
 
 @pytest.fixture(scope="module")
-def rec():
-    from landmark_tagger.bundle import load_bundle
-    from landmark_tagger.errors import BundleError
+def rec(bundle):
     from landmark_tagger.recognizer import Recognizer
 
-    try:
-        return Recognizer(load_bundle(None))
-    except BundleError as e:
-        pytest.skip(f"model bundle not installed: {e}")
+    return Recognizer(bundle)
 
 
 def _groups(tmp_path):

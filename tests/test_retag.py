@@ -11,20 +11,9 @@ from conftest import LANDMARKS_DIR
 
 from landmark_tagger import decode, learn, metadata
 from landmark_tagger.catalog import open_catalog
-from landmark_tagger.errors import BundleError
 from landmark_tagger.paths import user_gallery_path
 from landmark_tagger.retag import retag
 from landmark_tagger.user_gallery import UserGallery
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    from landmark_tagger.bundle import load_bundle
-
-    try:
-        return load_bundle(os.environ.get("LTAG_TEST_BUNDLE") or None)
-    except BundleError as e:
-        pytest.skip(f"model bundle not installed: {e}")
 
 
 def _photos(dest: Path, label: str, n: int) -> list[Path]:

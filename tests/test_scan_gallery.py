@@ -4,7 +4,6 @@ taught with another model is ignored, with a warning, instead of producing meani
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 
 import numpy as np
@@ -12,20 +11,9 @@ import pytest
 from conftest import LANDMARKS_DIR
 
 from landmark_tagger.catalog import open_catalog
-from landmark_tagger.errors import BundleError
 from landmark_tagger.paths import user_gallery_path
 from landmark_tagger.scan import Scanner
 from landmark_tagger.user_gallery import Reference, UserGallery
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    from landmark_tagger.bundle import load_bundle
-
-    try:
-        return load_bundle(os.environ.get("LTAG_TEST_BUNDLE") or None)
-    except BundleError as e:
-        pytest.skip(f"model bundle not installed: {e}")
 
 
 def _scan_with_gallery(tmp_path, bundle, model_id: str) -> Scanner:
