@@ -238,15 +238,24 @@ def _load_gallery(path: Path, dim: int, n_labels: int, generic_dim: int | None =
         raise _err(path, "the gallery is empty")
     if lab.min() < 0 or lab.max() >= n_labels:
         raise _err(path, f"label indices must be in [0, {n_labels - 1}], found {int(lab.min())}..{int(lab.max())}")
-    emb = emb.astype(np.float32)
-    if not np.all(np.isfinite(emb)):
-        raise _err(path, "embeddings contain NaN or infinity")
-    norms = np.linalg.norm(emb, axis=1)
-    if np.any(np.abs(norms - 1) > 1e-2):
-        raise _err(path, "embeddings are not L2-normalised")
+    emb = _unit_rows(path, emb, "embeddings contain NaN or infinity", "embeddings are not L2-normalised")
     if gen is not None:
         gen = _check_generic(path, gen, emb.shape[0], generic_dim)
-    return emb / norms[:, None], lab.astype(np.int64), gen
+    return emb, lab.astype(np.int64), gen
+
+
+def _unit_rows(path: Path, a, not_finite: str, not_unit: str):
+    """``a`` as float32 with exactly unit rows; a BundleError (with these messages) when it holds NaN/inf or was
+    not L2-normalised."""
+    import numpy as np
+
+    a = a.astype(np.float32)
+    if not np.all(np.isfinite(a)):
+        raise _err(path, not_finite)
+    norms = np.linalg.norm(a, axis=1)
+    if np.any(np.abs(norms - 1) > 1e-2):
+        raise _err(path, not_unit)
+    return a / norms[:, None]
 
 
 def _check_generic(path: Path, gen, n: int, generic_dim: int | None):
@@ -259,13 +268,7 @@ def _check_generic(path: Path, gen, n: int, generic_dim: int | None):
         raise _err(path, f"generic has shape {gen.shape}, expected ({n}, G): one row per gallery embedding")
     if gen.dtype not in (np.float16, np.float32):
         raise _err(path, f"generic must be float16 or float32, got {gen.dtype}")
-    gen = gen.astype(np.float32)
-    if not np.all(np.isfinite(gen)):
-        raise _err(path, "generic contains NaN or infinity")
-    norms = np.linalg.norm(gen, axis=1)
-    if np.any(np.abs(norms - 1) > 1e-2):
-        raise _err(path, "generic rows are not L2-normalised")
-    return gen / norms[:, None]
+    return _unit_rows(path, gen, "generic contains NaN or infinity", "generic rows are not L2-normalised")
 
 
 def _check_session(sess, bundle: Bundle) -> None:
