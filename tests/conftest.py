@@ -43,6 +43,23 @@ def camera_sample(relpath: str) -> Path:
     return path
 
 
+def copy_landmark_day(folder: Path, labels: tuple[str, ...], n: int) -> list[Path]:
+    """Copy the first ``n`` photos of each landmark label into ``folder`` as IMG_00.jpg, IMG_01.jpg, ... in
+    that order (one "day" of shooting); returns the source photos. Skips when the landmark photos are absent."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    srcs: list[Path] = []
+    for label in labels:
+        d = LANDMARKS_DIR / label
+        if not d.is_dir():
+            pytest.skip(f"landmark photos not available: {d}")
+        srcs += sorted(d.glob("*.jpg"))[:n]
+    for i, f in enumerate(srcs):
+        shutil.copyfile(f, folder / f"IMG_{i:02d}.jpg")
+    return srcs
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

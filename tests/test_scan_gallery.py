@@ -8,7 +8,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import LANDMARKS_DIR
+from conftest import LANDMARKS_DIR, copy_landmark_day
 
 from landmark_tagger.catalog import open_catalog
 from landmark_tagger.paths import user_gallery_path
@@ -59,15 +59,7 @@ def test_scan_retag_keeps_the_photos_own_confidence(tmp_path, bundle):
     from landmark_tagger.scan import scan
 
     folder = tmp_path / "day"
-    folder.mkdir()
-    srcs = []
-    for label in ("taj_mahal", "hawa_mahal"):
-        d = LANDMARKS_DIR / label
-        if not d.is_dir():
-            pytest.skip(f"landmark photos not available: {d}")
-        srcs += sorted(d.glob("*.jpg"))[:6]
-    for i, f in enumerate(srcs):
-        shutil.copyfile(f, folder / f"IMG_{i:02d}.jpg")
+    srcs = copy_landmark_day(folder, ("taj_mahal", "hawa_mahal"), 6)
     def timed(cat):  # two bursts, one per landmark, minutes apart
         for i in range(len(srcs)):
             cat.conn.execute("UPDATE photos SET taken_at = ? WHERE name = ?",

@@ -74,9 +74,8 @@ def test_retag_with_consensus_on_and_off(tmp_path):
     """Same catalog, same features: off keeps confidence == own confidence; on adjusts only photos with confident
     neighbours in time, keeps the own confidence, and says 'sequence' exactly where it changed the tag."""
     import os
-    import shutil
 
-    from conftest import LANDMARKS_DIR
+    from conftest import copy_landmark_day
 
     from landmark_tagger.bundle import load_bundle
     from landmark_tagger.catalog import open_catalog
@@ -90,15 +89,7 @@ def test_retag_with_consensus_on_and_off(tmp_path):
     except BundleError as e:
         pytest.skip(f"model bundle not installed: {e}")
     folder = tmp_path / "day"
-    folder.mkdir()
-    srcs = []
-    for label in ("taj_mahal", "hawa_mahal"):
-        d = LANDMARKS_DIR / label
-        if not d.is_dir():
-            pytest.skip(f"landmark photos not available: {d}")
-        srcs += sorted(d.glob("*.jpg"))[:6]
-    for i, f in enumerate(srcs):
-        shutil.copyfile(f, folder / f"IMG_{i:02d}.jpg")
+    srcs = copy_landmark_day(folder, ("taj_mahal", "hawa_mahal"), 6)
     with open_catalog(tmp_path / "catalog.db") as cat:
         scan([str(folder)], catalog=cat, bundle=bundle, recognizer=Recognizer(bundle), workers=1, write=False)
         # two bursts, one per landmark, minutes apart; then a photo with no capture time
