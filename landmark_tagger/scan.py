@@ -523,10 +523,9 @@ class Scanner:
             self._scan_groups(wr.groups, model_id, good)
             status = "done"
         finally:
-            if self._warm_thread is not None:
-                # An onnxruntime session still being built when the interpreter exits aborts the process: the
-                # warm-up always ends before the run does (it was loading the model the scan needed anyway).
-                _join(self._warm_thread)
+            # An onnxruntime session still being built when the interpreter exits aborts the process: the
+            # warm-up always ends before the run does (it was loading the model the scan needed anyway).
+            interrupted = self._warm_thread is not None and _join(self._warm_thread)
             summary = {**self.counts, "files": self.total}
             cat.finish_run(self.run_id, summary, status=status)
             if status != "done":
@@ -539,6 +538,8 @@ class Scanner:
                 self._recognizer_lock.release()
                 self._bundle = None
                 gc.collect()
+            if interrupted:
+                raise KeyboardInterrupt
         return ScanReport(self.run_id, self.counts, self.problems, time.perf_counter() - t0, self.total,
                           dry_run=self.dry_run, planned_writes=list(self.writer.planned), model_id=model_id,
                           model_loaded=self.model_used, embedded=self.n_embedded, decoded=self.n_decoded)
@@ -1112,11 +1113,7 @@ def _stop_writer(todo: queue.Queue[Any], writer: threading.Thread, *, drain: boo
             continue
         except KeyboardInterrupt:
             again = True
-    while writer.is_alive():
-        try:
-            writer.join()
-        except KeyboardInterrupt:
-            again = True
+    again = _join(writer) or again
     if again and not drain:
         raise KeyboardInterrupt
 
@@ -1127,17 +1124,16 @@ def _known(e: FileEntry, res: dict[str, Any]) -> tuple[int, int, str] | None:
     return (e.size, e.mtime_ns, sha) if sha else None
 
 
-def _join(thread: threading.Thread) -> None:
-    """Wait for ``thread`` even through Ctrl-C (then re-raised once it has ended). Joins in short steps so that
-    the main thread keeps handling signals."""
-    again = False
+def _join(thread: threading.Thread) -> bool:
+    """Wait for ``thread`` even through Ctrl-C; returns whether a Ctrl-C came meanwhile (the caller decides
+    whether to re-raise it). Joins in short steps so that the main thread keeps handling signals."""
+    interrupted = False
     while thread.is_alive():
         try:
             thread.join(timeout=0.1)
         except KeyboardInterrupt:
-            again = True
-    if again:
-        raise KeyboardInterrupt
+            interrupted = True
+    return interrupted
 
 
 def _upsert(conn: sqlite3.Connection, row: dict[str, Any]) -> None:
