@@ -8,7 +8,7 @@ XMP lr:hierarchicalSubject) to fresh copies of the same files:
   the original image data copied in the kernel, fsync, rename, directory fsync) -- what ``ltag scan`` does
   per photo, minus the undo record.
 * ltag Writer: ``writer.Writer.write`` itself, as ``ltag scan`` calls it: the above plus the undo record
-  (delta of the heads, sha256 before/after, committed to a catalog before the replace).
+  (delta of the heads, content hashes before/after, committed to a catalog before the replace).
 * ltag, whole file: the same but reading the whole file into memory and writing all of it back
   (``fsutil.atomic_write(path, data)`` without ``tail_from``).
 * exiftool: one ``-stay_open`` process fed one command per file (``-overwrite_original``: exiftool's own
@@ -85,7 +85,7 @@ def run_ltag(paths: list[Path]) -> float:
 
 def run_ltag_writer(paths: list[Path], work: Path) -> float:
     """``writer.Writer.write``, the real path ``ltag scan`` takes: keyword plan, undo record committed to a
-    catalog first (delta + before/after sha256), then the head-only atomic write."""
+    catalog first (delta + before/after content hashes), then the head-only atomic write."""
     from landmark_tagger.catalog import open_catalog
     from landmark_tagger.writer import Writer
 
@@ -217,7 +217,7 @@ def main() -> None:
     wr_fps = len(src) / statistics.median(writer_times)
     et_fps = len(src) / statistics.median(et_times)
     print(f"ltag writer (head read + rewrite + atomic write, fsync):     {lt_fps:.1f} files/s")
-    print(f"ltag Writer.write (+ undo record, sha256s, catalog):     {wr_fps:.1f} files/s  ({wr_fps / et_fps:.2f}x)")
+    print(f"ltag Writer.write (+ undo record, hashes, catalog):     {wr_fps:.1f} files/s  ({wr_fps / et_fps:.2f}x)")
     print(f"ltag writer, whole file in memory (atomic write, fsync):    {wh_fps:.1f} files/s")
     print(f"exiftool -stay_open (same keywords, same files, no fsync):  {et_fps:.1f} files/s")
     print(f"ratio ltag / exiftool: {lt_fps / et_fps:.2f}x (whole-file path {wh_fps / et_fps:.2f}x)")

@@ -22,7 +22,7 @@ from typing import Any
 
 from landmark_tagger.errors import CatalogError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: content hashes are XXH3-128 and their columns say so (were sha256 columns)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS photos (
@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS photos (
     kind TEXT NOT NULL,                 -- jpeg | raw | png | tiff | heic | other
     size INTEGER,
     mtime_ns INTEGER,
-    sha256 TEXT,
+    content_hash TEXT,                  -- XXH3-128 hex (SHA-256 hex in rows from before schema 2)
     width INTEGER,
     height INTEGER,
     taken_at TEXT,                      -- capture time, ISO 8601 local time 'YYYY-MM-DDTHH:MM:SS'
@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS photos (
     scanned_at TEXT
 );
 CREATE INDEX IF NOT EXISTS photos_group ON photos(group_key);
-CREATE INDEX IF NOT EXISTS photos_sha ON photos(sha256);
+CREATE INDEX IF NOT EXISTS photos_sha ON photos(content_hash);
 CREATE INDEX IF NOT EXISTS photos_folder ON photos(folder);
 CREATE INDEX IF NOT EXISTS photos_taken ON photos(taken_at);
 
@@ -97,8 +97,8 @@ CREATE TABLE IF NOT EXISTS changes (
     run_id INTEGER NOT NULL REFERENCES runs(id),
     path TEXT NOT NULL,
     kind TEXT NOT NULL,                 -- jpeg-delta (bytes ltag replaced) | jpeg-header (old) | sidecar | file-created
-    before_sha256 TEXT,                 -- NULL when the file did not exist
-    after_sha256 TEXT,
+    before_hash TEXT,                   -- content hash (fsutil.hash_matches); NULL when the file did not exist
+    after_hash TEXT,
     before_size INTEGER,
     undo BLOB,                          -- zlib: what is needed to rebuild the old bytes
     state TEXT NOT NULL DEFAULT 'pending', -- pending (recorded, not yet applied) | applied | undone | abandoned (never applied)
@@ -198,8 +198,22 @@ def _connect(path: Path | str) -> sqlite3.Connection:
     return conn
 
 
+# Schema 1 -> 2: (table, old column, new column). The values stay: SHA-256 hex is told apart by its length.
+_RENAMED = (("photos", "sha256", "content_hash"), ("changes", "before_sha256", "before_hash"),
+            ("changes", "after_sha256", "after_hash"), ("rename_moves", "sha256", "content_hash"))
+
+
+def _rename_columns(conn: sqlite3.Connection, renames: tuple[tuple[str, str, str], ...]) -> None:
+    """Rename the columns of an older catalog's tables that still have their old names (indexes follow)."""
+    for table, old, new in renames:
+        cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if old in cols and new not in cols:
+            conn.execute(f"ALTER TABLE {table} RENAME COLUMN {old} TO {new}")
+
+
 def ensure_schema(conn: sqlite3.Connection) -> None:
     """Create or migrate every table of the catalog (idempotent)."""
+    _rename_columns(conn, _RENAMED)
     conn.executescript(_SCHEMA)
     # Tables owned by other modules; imported lazily to keep start-up fast.
     try:

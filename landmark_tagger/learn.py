@@ -82,7 +82,7 @@ class Embedded:
     """A photo group with its features (or the reason it has none)."""
 
     group: PhotoGroup
-    sha256: str | None = None
+    content_hash: str | None = None
     generic: np.ndarray | None = None
     emb: np.ndarray | None = None
     decoded_from: str | None = None
@@ -115,13 +115,27 @@ def collect(photos: Sequence[str | os.PathLike[str]] = (), *, from_folder: Seque
 
 
 # ---------------------------------------------------------------------------------------------- embedding
+def _rekey_legacy(gallery: UserGallery, items: list[Embedded]) -> None:
+    """References taught before the user gallery's format 3 are identified by SHA-256: re-identify the ones these
+    photos are by their content hash, so that teaching one again is not a duplicate and ``--correct`` finds it."""
+    if not gallery.has_legacy_refs():
+        return
+    for it in items:
+        if it.content_hash is None:
+            continue
+        try:
+            gallery.rekey(fsutil.sha256_file(it.group.primary.path), it.content_hash)
+        except OSError:
+            continue
+
+
 def _stored_features(catalog: Catalog | None, path: str, sha: str | None, model_id: str
                      ) -> tuple[np.ndarray, np.ndarray] | None:
     if catalog is None or sha is None:
         return None
     row = catalog.conn.execute(
         "SELECT e.embedding, e.generic FROM photos p JOIN embeddings e ON e.photo_id = p.id "
-        "WHERE p.path = ? AND p.sha256 = ? AND e.model_id = ?", (path, sha, model_id)).fetchone()
+        "WHERE p.path = ? AND p.content_hash = ? AND e.model_id = ?", (path, sha, model_id)).fetchone()
     if row is None or row[1] is None:
         return None
     return np.frombuffer(row[0], np.float32).copy(), np.frombuffer(row[1], np.float32).copy()
@@ -166,13 +180,13 @@ def embed_groups(groups: Sequence[PhotoGroup], recognizer: Any, *, catalog: Cata
         out.append(item)
         prim = g.primary.path
         try:
-            item.sha256 = fsutil.sha256_file(prim)
+            item.content_hash = fsutil.content_hash_file(prim)
         except OSError as e:
             item.error = f"cannot read: {e.strerror or e}"
             continue
         for f in g.files:
             item.gps = item.gps or _gps_of(f.path)
-        stored = _stored_features(catalog, prim, item.sha256, bundle.model_id)
+        stored = _stored_features(catalog, prim, item.content_hash, bundle.model_id)
         if stored is not None:
             item.emb, item.generic = stored
             item.reused = True
@@ -298,7 +312,8 @@ def learn(name: str, groups: Sequence[PhotoGroup], *, recognizer: Any, gallery_p
     items = embed_groups(groups, recognizer, catalog=catalog, progress=progress)
     _refresh_background(gallery, recognizer.bundle, catalog)
     outcomes = []
-    ok = [it for it in items if it.generic is not None and it.sha256 is not None]
+    ok = [it for it in items if it.generic is not None and it.content_hash is not None]
+    _rekey_legacy(gallery, ok)
     for it in items:
         outcomes.append(PhotoOutcome(it.group.primary.path, "failed" if it.generic is None else "added", it.error,
                                      it.reused, [c.path for c in it.group.companions]))
@@ -307,13 +322,13 @@ def learn(name: str, groups: Sequence[PhotoGroup], *, recognizer: Any, gallery_p
         raise LearnError(f"Nothing learned for {name!r}: {why}.")
     if gps is None:
         gps = median_gps(it.gps for it in ok if it.gps is not None)
-    refs = [Reference(it.sha256 or "", it.group.primary.path, now_iso()) for it in ok]
+    refs = [Reference(it.content_hash or "", it.group.primary.path, now_iso()) for it in ok]
     vecs = np.stack([it.generic for it in ok])
     lm, added = gallery.add(name, refs, vecs, model_id=recognizer.bundle.model_id, parent=parent,
                             lat=gps[0] if gps else None, lon=gps[1] if gps else None)
-    new_shas = {r.sha256 for r in lm.refs[len(lm.refs) - added:]} if added else set()
+    new_shas = {r.content_hash for r in lm.refs[len(lm.refs) - added:]} if added else set()
     for o, it in zip(outcomes, items, strict=True):
-        if o.status == "added" and it.sha256 not in new_shas:
+        if o.status == "added" and it.content_hash not in new_shas:
             o.status = "already"
     gallery.save(gallery_path)
     if catalog is not None:
@@ -410,13 +425,14 @@ def correct(photo: str | os.PathLike[str], right_name: str, *, recognizer: Any, 
     group = groups[0]
     items = embed_groups([group], recognizer, catalog=catalog)
     it = items[0]
-    if it.generic is None or it.sha256 is None:
+    if it.generic is None or it.content_hash is None:
         raise LearnError(f"Cannot learn from {group.primary.path}: {it.error}.")
     gallery = UserGallery.load(gallery_path)
     gallery.bundle_threshold = float(recognizer.bundle.threshold)
     _refresh_background(gallery, recognizer.bundle, catalog)
-    removed = [n for n in gallery.remove_reference(it.sha256) if n.casefold() != right_name.casefold()]
-    gallery.add(right_name, [Reference(it.sha256, group.primary.path, now_iso())], it.generic[None],
+    _rekey_legacy(gallery, [it])
+    removed = [n for n in gallery.remove_reference(it.content_hash) if n.casefold() != right_name.casefold()]
+    gallery.add(right_name, [Reference(it.content_hash, group.primary.path, now_iso())], it.generic[None],
                 model_id=recognizer.bundle.model_id)
     gallery.save(gallery_path)
 

@@ -16,7 +16,7 @@ Safety:
   move, then marks each move ``done`` in the same transaction that updates the catalog row.
 - A move never overwrites: ``renameat2(RENAME_NOREPLACE)`` where the kernel offers it, else
   ``link`` + ``unlink``, else check-then-rename. Across devices: copy to a temp name beside the target,
-  fsync, verify sha256, rename into place, then delete the source — never a half copy.
+  fsync, verify the content hash, rename into place, then delete the source — never a half copy.
 - :func:`resume_rename` and :func:`undo_rename` reconcile every ``pending`` move with what is on disk
   (source gone + target present with the journal's size/hash = moved; both names on one inode = moved
   half-way; a temp copy = removed), so a kill -9 at any moment loses and orphans nothing.
@@ -44,7 +44,7 @@ from typing import Any
 
 from landmark_tagger.errors import RenameError
 from landmark_tagger.filenames import DEFAULT_TEMPLATE, Template
-from landmark_tagger.fsutil import sha256_file, write_block_reason
+from landmark_tagger.fsutil import content_hash_file, file_hash_matches, hasher_for, write_block_reason
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ _SCHEMA = [
         old_path TEXT NOT NULL,
         new_path TEXT NOT NULL,
         size INTEGER NOT NULL,
-        sha256 TEXT NOT NULL,
+        content_hash TEXT NOT NULL,         -- fsutil.content_hash (SHA-256 hex in batches from before)
         photo_id INTEGER,                   -- the catalog row of this file, if any
         state TEXT NOT NULL DEFAULT 'pending', -- pending | done | undone | skipped
         error TEXT,
@@ -95,7 +95,7 @@ class Member:
     suffix: str                    # the name after the group's stem, original case: '.NEF', '.NEF.xmp', '_01.NEF.xmp'
     photo_id: int | None = None
     size: int = 0
-    sha256: str | None = None
+    content_hash: str | None = None
     new_path: str | None = None
 
 
@@ -165,7 +165,7 @@ def _rows_under(conn: sqlite3.Connection, root: str) -> list[dict[str, Any]]:
     lo, hi = _under(root)
     cur = conn.execute(
         "SELECT id, path, folder, name, stem, ext, group_key, role, landmark, status, taken_at, camera, city, "
-        "region, country, size, mtime_ns, sha256 FROM photos WHERE path > ? AND path < ? ORDER BY path", (lo, hi))
+        "region, country, size, mtime_ns, content_hash FROM photos WHERE path > ? AND path < ? ORDER BY path", (lo, hi))
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
@@ -197,7 +197,7 @@ def plan_rename(catalog: Any, roots: Sequence[str | os.PathLike[str]], *, templa
         roots: archive roots; files never leave the root they are under.
         template: see docs/rename.md; refused when unsafe.
         unknown_as: landmark text for photos with no landmark (they stay put when None).
-        hash_files: compute size + sha256 of every file that will move (the journal needs them; reuses the
+        hash_files: compute size + content hash of every file that will move (the journal needs them; reuses the
             catalog's hash when size and mtime are unchanged).
 
     Raises:
@@ -462,11 +462,11 @@ def _hash_members(conn: sqlite3.Connection, g: PlannedGroup) -> None:
         try:
             st = os.stat(m.path)
             if m.photo_id is not None:
-                row = conn.execute("SELECT size, mtime_ns, sha256 FROM photos WHERE id = ?", (m.photo_id,)).fetchone()
+                row = conn.execute("SELECT size, mtime_ns, content_hash FROM photos WHERE id = ?", (m.photo_id,)).fetchone()
                 if row and row[2] and row[0] == st.st_size and row[1] == st.st_mtime_ns:
-                    m.size, m.sha256 = st.st_size, row[2]
+                    m.size, m.content_hash = st.st_size, row[2]
                     continue
-            m.size, m.sha256 = st.st_size, sha256_file(m.path)
+            m.size, m.content_hash = st.st_size, content_hash_file(m.path)
         except OSError as e:
             g.action, g.reason = "skipped", f"{os.path.basename(m.path)}: {e.strerror}"
             return
@@ -545,7 +545,7 @@ def _temp_for(target: str, run_id: int, seq: int) -> str:
 
 def _copy_move(src: str, dst: str, tmp: str, size: int, sha: str) -> None:
     """Cross-device move: copy to ``tmp`` beside ``dst``, fsync, verify, rename into place, delete ``src``."""
-    h = hashlib.sha256()
+    h = hasher_for(sha)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with open(src, "rb") as fi, os.fdopen(fd, "wb", closefd=True) as fo:
@@ -677,11 +677,11 @@ def _journal(conn: sqlite3.Connection, plan: RenamePlan) -> int:
         rows = []
         for gi, g in enumerate(plan.moving):
             for m in g.members:
-                if m.sha256 is None:
+                if m.content_hash is None:
                     raise RenameError(f"{m.path} was not hashed; plan with hash_files=True before executing.")
                 seq += 1
-                rows.append((run_id, seq, gi, m.path, m.new_path, m.size, m.sha256, m.photo_id))
-        conn.executemany("INSERT INTO rename_moves(run_id, seq, grp, old_path, new_path, size, sha256, photo_id) "
+                rows.append((run_id, seq, gi, m.path, m.new_path, m.size, m.content_hash, m.photo_id))
+        conn.executemany("INSERT INTO rename_moves(run_id, seq, grp, old_path, new_path, size, content_hash, photo_id) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         conn.executemany("INSERT INTO rename_dirs(run_id, path) VALUES (?, ?)", [(run_id, d) for d in plan.new_dirs])
     return run_id
@@ -689,7 +689,7 @@ def _journal(conn: sqlite3.Connection, plan: RenamePlan) -> int:
 
 def _moves(conn: sqlite3.Connection, run_id: int, states: Sequence[str], desc: bool = False) -> list[dict[str, Any]]:
     q = ",".join("?" * len(states))
-    cur = conn.execute(f"SELECT seq, grp, old_path, new_path, size, sha256, photo_id, state FROM rename_moves "
+    cur = conn.execute(f"SELECT seq, grp, old_path, new_path, size, content_hash, photo_id, state FROM rename_moves "
                        f"WHERE run_id = ? AND state IN ({q}) ORDER BY seq {'DESC' if desc else 'ASC'}",
                        (run_id, *states))
     cols = [d[0] for d in cur.description]
@@ -709,7 +709,7 @@ def _mark(conn: sqlite3.Connection, run_id: int, m: dict[str, Any], state: str, 
 
 def _matches(path: str, size: int, sha: str) -> bool:
     try:
-        return os.path.getsize(path) == size and sha256_file(path) == sha
+        return os.path.getsize(path) == size and file_hash_matches(sha, path)
     except OSError:
         return False
 
@@ -721,7 +721,7 @@ def _reconcile(m: dict[str, Any], run_id: int) -> str:
     tmp = _temp_for(new, run_id, m["seq"])
     old_ok, new_ok = os.path.lexists(old), os.path.lexists(new)
     if os.path.lexists(tmp):
-        if not old_ok and not new_ok and _matches(tmp, m["size"], m["sha256"]):
+        if not old_ok and not new_ok and _matches(tmp, m["size"], m["content_hash"]):
             rename_noreplace(tmp, new)   # cannot happen with our ordering; recover rather than lose
             return "moved"
         if old_ok:
@@ -729,7 +729,7 @@ def _reconcile(m: dict[str, Any], run_id: int) -> str:
     if old_ok and not new_ok:
         return "todo"
     if new_ok and not old_ok:
-        if _matches(new, m["size"], m["sha256"]):
+        if _matches(new, m["size"], m["content_hash"]):
             return "moved"
         return "conflict:the file at the new name is not the one that was moved"
     if old_ok and new_ok:
@@ -737,7 +737,7 @@ def _reconcile(m: dict[str, Any], run_id: int) -> str:
             same = os.path.samefile(old, new)
         except OSError:
             same = False
-        if same or (_matches(new, m["size"], m["sha256"]) and _matches(old, m["size"], m["sha256"])):
+        if same or (_matches(new, m["size"], m["content_hash"]) and _matches(old, m["size"], m["content_hash"])):
             return "both"            # link made / copy renamed into place, source not yet removed
         return "conflict:another file now has the new name"
     return "conflict:the file has vanished"
@@ -756,7 +756,7 @@ def _run_group(conn: sqlite3.Connection, run_id: int, group: list[dict[str, Any]
                 if os.path.getsize(m["old_path"]) != m["size"]:
                     raise OSError(errno.EIO, "the file changed since the plan", m["old_path"])
                 _move_file(m["old_path"], m["new_path"], _temp_for(m["new_path"], run_id, m["seq"]), m["size"],
-                           m["sha256"])
+                           m["content_hash"])
             elif state.startswith("conflict:"):
                 raise OSError(errno.EEXIST, state.split(":", 1)[1], m["new_path"])
         except OSError as e:
@@ -895,7 +895,7 @@ def undo_rename(catalog: Any, run_id: int | None = None) -> RenameUndoResult:
         _slow()
         old, new = m["old_path"], m["new_path"]
         if not os.path.lexists(new):
-            if os.path.lexists(old) and _matches(old, m["size"], m["sha256"]):
+            if os.path.lexists(old) and _matches(old, m["size"], m["content_hash"]):
                 _mark(conn, run_id, m, "undone", forward=False)   # already back (a killed undo)
                 res.restored += 1
                 continue
@@ -905,13 +905,13 @@ def undo_rename(catalog: Any, run_id: int | None = None) -> RenameUndoResult:
         if os.path.lexists(tmp):
             os.unlink(tmp)   # a killed cross-device undo's partial copy; the file is still at the new name
         try:
-            _move_file(new, old, tmp, m["size"], m["sha256"])
+            _move_file(new, old, tmp, m["size"], m["content_hash"])
         except FileExistsError:
             try:
                 same = os.path.samefile(old, new)
             except OSError:
                 same = False
-            if same or (_matches(old, m["size"], m["sha256"]) and _matches(new, m["size"], m["sha256"])):
+            if same or (_matches(old, m["size"], m["content_hash"]) and _matches(new, m["size"], m["content_hash"])):
                 # a killed undo left both names (one inode, or a verified copy)
                 os.unlink(new)
             else:

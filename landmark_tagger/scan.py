@@ -6,7 +6,7 @@ Design (issue 4):
   once; an unchanged file (same size and mtime, same model, a successful status) costs one ``stat`` (done by
   the walk) and one dict lookup. The model is loaded lazily, only when a photo needs recognising, so a
   rescan of an unchanged archive never imports onnxruntime or faiss.
-* **Moved files.** A file whose stat changed, or a path new to the catalog, is hashed (sha256, in the worker
+* **Moved files.** A file whose stat changed, or a path new to the catalog, is hashed (XXH3-128, ``fsutil.content_hash``, in the worker
   that would decode it). If its content matches a catalog row decided with the same model, its decision
   is reused without decoding: the row follows the file when the old path is gone (moved/renamed outside
   ltag), or is copied (a duplicate). A file only touched (same content) just gets its new mtime recorded.
@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import gc
-import hashlib
 import io
 import json
 import logging
@@ -184,9 +183,9 @@ def _prepare_job(job: tuple[int, list[tuple[str, bool]], list[str]]) -> dict[str
                     # The file is hashed, its EXIF read and its image decoded from one read of its bytes.
                     with open(path, "rb") as f:
                         bufs[path] = f.read()
-                    shas[path] = hashlib.sha256(bufs[path]).hexdigest()
+                    shas[path] = fsutil.content_hash(bufs[path])
                 else:
-                    shas[path] = fsutil.sha256_file(path)
+                    shas[path] = fsutil.content_hash_file(path)
             except OSError as e:
                 shas[path] = None
                 errors[path] = f"cannot read: {e.strerror or e}"
@@ -629,7 +628,7 @@ class Scanner:
         # Content of rows decided with this model: reused instead of decoded (moved, copied, touched files).
         # Only the hashes are loaded up front (the workers skip decoding those); rows are fetched by hash on a hit.
         self.reuse = reuse = frozenset(sha for (sha,) in cat.conn.execute(
-            "SELECT sha256 FROM photos WHERE sha256 IS NOT NULL AND model_id = ? AND status IN (?, ?)",
+            "SELECT content_hash FROM photos WHERE content_hash IS NOT NULL AND model_id = ? AND status IN (?, ?)",
             (model_id, *DONE)))
         self.model_id = model_id
         self.seen = {e.path for w in work for e in w.group.files}
@@ -652,7 +651,7 @@ class Scanner:
             pool = _Pool(min(self.workers, n_decode), min_side, spec, reuse, window=self.batch_size + 4 * self.workers)
         # Hash what changed, except RAW companions: their decision is their JPEG's, they move with it (matched by
         # name and size, below), ltag never writes them, and hashing 25-50 MB RAWs would cost as much as
-        # decoding the JPEG. Their sha256 stays NULL (rename hashes them itself).
+        # decoding the JPEG. Their content hash stays NULL (rename hashes them itself).
         jobs = ((w.gi, [(e.path, w.states[e.path] != "unchanged" and e is w.group.primary) for e in w.group.files],
                  [e.path for e in w.group.files] if w.decode else []) for w in jobs_needed)
         by_gi = {w.gi: w for w in work}
@@ -793,7 +792,7 @@ class Scanner:
                 continue
             if sha not in self.reuse:
                 continue
-            cands = self.catalog.rows("SELECT * FROM photos WHERE sha256 = ? AND model_id = ? AND status IN (?, ?) "
+            cands = self.catalog.rows("SELECT * FROM photos WHERE content_hash = ? AND model_id = ? AND status IN (?, ?) "
                                       "ORDER BY id", (sha, self.model_id, *DONE))
             if not cands:
                 continue
@@ -950,9 +949,9 @@ class Scanner:
                "group_key": g.key, "role": "primary" if e is g.primary else "companion", "kind": e.kind,
                "size": e.size, "mtime_ns": e.mtime_ns, "scanned_at": now}
         if e.path in res["sha"]:
-            row["sha256"] = res["sha"][e.path]
+            row["content_hash"] = res["sha"][e.path]
         elif e is not g.primary:
-            row["sha256"] = None  # a RAW companion is not hashed (see _process)
+            row["content_hash"] = None  # a RAW companion is not hashed (see _process)
         for k in ("taken_at", "camera_make", "camera_model", "camera", "lens", "gps_lat", "gps_lon", "gps_alt",
                   "width", "height"):
             if k in facts:
@@ -1119,7 +1118,7 @@ def _stop_writer(todo: queue.Queue[Any], writer: threading.Thread, *, drain: boo
 
 
 def _known(e: FileEntry, res: dict[str, Any]) -> tuple[int, int, str] | None:
-    """(size, mtime_ns, sha256) of a file the worker hashed, with the walk's stat (the writer re-checks both)."""
+    """(size, mtime_ns, content hash) of a file the worker hashed, with the walk's stat (the writer re-checks both)."""
     sha = res["sha"].get(e.path)
     return (e.size, e.mtime_ns, sha) if sha else None
 

@@ -2,11 +2,11 @@
 
 * A run is undoable when it is a ``scan`` or ``write`` with applied changes, or a ``rename`` batch
   (dispatched to :func:`landmark_tagger.rename.undo_rename`), and it has not been undone.
-* JPEG (``jpeg-delta``): the current file's sha256 must equal what ltag wrote (``after_sha256``); otherwise
+* JPEG (``jpeg-delta``): the current file's content hash must equal what ltag wrote (``after_hash``); otherwise
   another program changed it since and it is reported and skipped (``force=True`` restores anyway, as long as
   the result is byte-exact: when the other program changed only the region ltag rewrote). The old file is
   rebuilt from the current one and the recorded delta (the bytes ltag replaced: its XMP/IPTC segments) and
-  must hash to ``before_sha256`` before it replaces the file (atomically). Older ``jpeg-header`` records
+  must hash to ``before_hash`` before it replaces the file (atomically). Older ``jpeg-header`` records
   (the whole old header) are rebuilt as ``old header + current[current_header_end:]``.
 * Sidecar: its old bytes are restored; a sidecar ltag created is deleted.
 * A change left ``pending`` by a killed run (recorded, maybe not applied) is settled first by the file's
@@ -76,10 +76,10 @@ def resolve_pending(catalog: Catalog) -> int:
         conn.execute("UPDATE runs SET status = 'interrupted', finished_at = ? WHERE id = ?", (now_iso(), rid))
     n = 0
     for cid, path, before, after in conn.execute(
-            "SELECT c.id, c.path, c.before_sha256, c.after_sha256 FROM changes c JOIN runs r ON r.id = c.run_id "
+            "SELECT c.id, c.path, c.before_hash, c.after_hash FROM changes c JOIN runs r ON r.id = c.run_id "
             "WHERE c.state = 'pending' AND r.status != 'running'").fetchall():
         try:
-            cur = fsutil.sha256_file(path)
+            cur = fsutil.file_hash_like(after or before, path)  # both made by one algorithm
         except FileNotFoundError:
             cur = None
         except OSError:
@@ -208,7 +208,7 @@ def _undo_change(ch: dict[str, Any], force: bool, fileops: fsutil.FileOps, *,
     from landmark_tagger import metadata
 
     path = ch["path"]
-    before, after = ch["before_sha256"], ch["after_sha256"]
+    before, after = ch["before_hash"], ch["after_hash"]
     try:
         with open(path, "rb") as f:
             cur = f.read()
@@ -216,7 +216,7 @@ def _undo_change(ch: dict[str, Any], force: bool, fileops: fsutil.FileOps, *,
         if before is None:
             return "deleted", "already gone"
         return "skipped", "the file is missing (moved or deleted since ltag wrote it)"
-    cur_sha = fsutil.sha256_bytes(cur)
+    cur_sha = fsutil.hash_like(after or before, cur)
     if cur_sha == before:
         return "restored", "already as before"
     if cur_sha != after and not force:
@@ -233,7 +233,7 @@ def _undo_change(ch: dict[str, Any], force: bool, fileops: fsutil.FileOps, *,
             new = apply_delta(cur, ch["undo"])
         except (ValueError, zlib.error) as e:
             raise UndoError(f"{os.path.basename(path)}: cannot restore ({e}); left as it is") from None
-        if fsutil.sha256_bytes(new) != before:
+        if not fsutil.hash_matches(before, new):
             raise UndoError(f"{os.path.basename(path)}: cannot restore byte-exact (changed outside the metadata "
                             "ltag wrote since); left as it is")
         return _restore(path, new, fileops, keep_mtime)
@@ -246,7 +246,7 @@ def _undo_change(ch: dict[str, Any], force: bool, fileops: fsutil.FileOps, *,
         new = old + cur[end:]
     else:  # sidecar
         new = old
-    if fsutil.sha256_bytes(new) != before:
+    if not fsutil.hash_matches(before, new):
         raise UndoError(f"{os.path.basename(path)}: cannot restore byte-exact (its image data changed since); "
                         "left as it is")
     return _restore(path, new, fileops, keep_mtime)
@@ -282,7 +282,7 @@ def _update_rows(catalog: Catalog, target: str, *, deleted: bool) -> None:
         if r["path"] == target:
             try:
                 nst = os.stat(target)
-                cols.update(size=nst.st_size, mtime_ns=nst.st_mtime_ns, sha256=fsutil.sha256_file(target))
+                cols.update(size=nst.st_size, mtime_ns=nst.st_mtime_ns, content_hash=fsutil.content_hash_file(target))
             except OSError:
                 pass
         sets = ", ".join(f"{k} = ?" for k in cols)

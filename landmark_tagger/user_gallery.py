@@ -47,7 +47,9 @@ from landmark_tagger.errors import LtagError
 FORMAT = "ltag-user-gallery"
 #: 2: learned whitening (``whiten_mean`` / ``whiten_proj`` arrays) and thresholds in the whitened space. A version 1
 #: file still loads and scores with its raw-space thresholds until the next ``ltag learn`` re-derives them.
-FORMAT_VERSION = 2
+#: 3: a reference is identified by its content hash under ``"hash"`` (XXH3-128; versions 1-2 wrote ``"sha256"``,
+#: still read, and those values keep working as identifiers).
+FORMAT_VERSION = 3
 LABEL_PREFIX = "user:"
 
 #: Lowest threshold on the generic cosine similarity a taught landmark may get (the floor keeps photos of
@@ -268,7 +270,7 @@ def gallery_whitening(background: np.ndarray, labels: np.ndarray | None, landmar
 class Reference:
     """One reference photo of a taught landmark."""
 
-    sha256: str
+    content_hash: str  # fsutil.content_hash of the photo (SHA-256 hex for references taught before version 3)
     path: str
     added_at: str = ""
 
@@ -294,7 +296,7 @@ class UserLandmark:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "parent": self.parent, "lat": self.lat, "lon": self.lon,
                 "threshold": self.threshold, "stats": self.stats, "created_at": self.created_at,
-                "refs": [{"sha256": r.sha256, "path": r.path, "added_at": r.added_at} for r in self.refs]}
+                "refs": [{"hash": r.content_hash, "path": r.path, "added_at": r.added_at} for r in self.refs]}
 
 
 @dataclass
@@ -461,7 +463,7 @@ class UserGallery:
             recalibrate: bool = True) -> tuple[UserLandmark, int]:
         """Add references to a landmark (created if new); returns it and how many references were new.
 
-        A reference already present (same sha256) is not added twice. ``parent`` / ``lat`` / ``lon`` replace
+        A reference already present (same content hash) is not added twice. ``parent`` / ``lat`` / ``lon`` replace
         the stored values when given. The whitening and the thresholds of every landmark are recomputed
         (``recalibrate=False``: not yet; call :meth:`calibrate` after the last of several adds).
 
@@ -483,13 +485,13 @@ class UserGallery:
             lm.parent = " ".join(parent.split()) or None
         if lat is not None and lon is not None:
             lm.lat, lm.lon = float(lat), float(lon)
-        have = {r.sha256 for r in lm.refs}
+        have = {r.content_hash for r in lm.refs}
         new_refs, new_vecs = [], []
         for r, v in zip(refs, vectors, strict=True):
-            if r.sha256 in have:
+            if r.content_hash in have:
                 continue
-            have.add(r.sha256)
-            new_refs.append(Reference(r.sha256, r.path, r.added_at or _now()))
+            have.add(r.content_hash)
+            new_refs.append(Reference(r.content_hash, r.path, r.added_at or _now()))
             new_vecs.append(v)
         if new_vecs:
             lm.refs.extend(new_refs)
@@ -508,12 +510,26 @@ class UserGallery:
             self.calibrate()
         return lm
 
-    def remove_reference(self, sha256: str) -> list[str]:
+    def has_legacy_refs(self) -> bool:
+        """Whether some reference is still identified by a SHA-256 value (taught before format version 3)."""
+        return any(len(r.content_hash) == 64 for lm in self.landmarks.values() for r in lm.refs)
+
+    def rekey(self, old: str, new: str) -> int:
+        """Identify the references ``old`` (a SHA-256 value) by ``new`` (the same photo's content hash); returns
+        how many changed."""
+        n = 0
+        for lm in self.landmarks.values():
+            for r in lm.refs:
+                if r.content_hash == old:
+                    r.content_hash, n = new, n + 1
+        return n
+
+    def remove_reference(self, content_hash: str) -> list[str]:
         """Remove a photo from every landmark's references (a corrected photo); returns the landmarks it left.
         A landmark left without references is forgotten."""
         touched = []
         for key, lm in list(self.landmarks.items()):
-            keep = [i for i, r in enumerate(lm.refs) if r.sha256 != sha256]
+            keep = [i for i, r in enumerate(lm.refs) if r.content_hash != content_hash]
             if len(keep) != len(lm.refs):
                 touched.append(lm.name)
                 lm.refs = [lm.refs[i] for i in keep]
@@ -769,7 +785,7 @@ class UserGallery:
         start = 0
         try:
             for d in meta.get("landmarks", []):
-                refs = [Reference(str(r["sha256"]), str(r.get("path", "")), str(r.get("added_at", "")))
+                refs = [Reference(str(r["hash"] if "hash" in r else r["sha256"]), str(r.get("path", "")), str(r.get("added_at", "")))
                         for r in d.get("refs", [])]
                 vec = vectors[start:start + len(refs)]
                 if len(vec) != len(refs):
@@ -829,7 +845,7 @@ class UserGallery:
             raise UserGalleryError(f"Cannot write the user gallery {p}: {e.strerror or e}") from e
 
     def merge(self, other: UserGallery) -> tuple[int, int]:
-        """Import ``other``'s landmarks (references merged by sha256); returns (landmarks added, refs added)."""
+        """Import ``other``'s landmarks (references merged by content hash); returns (landmarks added, refs added)."""
         if not other.landmarks:
             return 0, 0
         if not self.landmarks:

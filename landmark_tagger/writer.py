@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import logging
 import os
 import struct
@@ -100,7 +99,7 @@ class WriteOutcome:
     flat: list[str] = field(default_factory=list)  # keywords in the target after the write (any tool)
     hier: list[str] = field(default_factory=list)
     change_id: int | None = None
-    after_sha256: str | None = None  # of the target (set when ltag wrote it)
+    after_hash: str | None = None  # content hash of the target (set when ltag wrote it)
 
     @property
     def write_status(self) -> str:
@@ -109,7 +108,7 @@ class WriteOutcome:
 
     def photo_file_columns(self, path: str) -> dict[str, object]:
         """Catalog columns to refresh when ltag rewrote the photo file ``path`` itself (not a sidecar): its new
-        size, mtime and sha256, so the next scan sees it as unchanged. Empty when nothing changed there or the
+        size, mtime and content hash, so the next scan sees it as unchanged. Empty when nothing changed there or the
         file cannot be stat'ed any more."""
         if self.status != "written" or self.target != path:
             return {}
@@ -117,7 +116,7 @@ class WriteOutcome:
             st = os.stat(path)
         except OSError:
             return {}
-        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": self.after_sha256}
+        return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "content_hash": self.after_hash}
 
 
 _DELTA_MAGIC = b"LTD1"
@@ -196,16 +195,18 @@ def encode_head_delta(old_head: bytes, new_head: bytes, tail_len: int) -> bytes:
 
 def _file_hashes(fd: int, old_head: bytes, new_head: bytes,
                  known: tuple[int, int, str] | None = None) -> tuple[int, str, str]:
-    """(size, sha256 of the file, sha256 of the file with ``old_head`` replaced by ``new_head``): the file's tail
-    (image data) is read once, in 1 MiB preads, and fed to both hashes. ``known`` = (size, mtime_ns, sha256) of
-    the file as the caller just hashed it (the scan's worker): when the open file still has that size and mtime,
-    its sha256 is taken from there and only the new content is hashed."""
+    """(size, content hash of the file, content hash of the file with ``old_head`` replaced by ``new_head``): the
+    file's tail (image data) is read once, in 1 MiB preads, and fed to both hashes. ``known`` = (size, mtime_ns,
+    content hash) of the file as the caller just hashed it (the scan's worker): when the open file still has that
+    size and mtime, its hash is taken from there and only the new content is hashed."""
     st = os.fstat(fd)
     size = st.st_size
-    h_new = hashlib.sha256(new_head)
+    h_new = fsutil.hasher_for(None)
+    h_new.update(new_head)
     h_old: Any = None
     if known is None or (known[0], known[1]) != (st.st_size, st.st_mtime_ns) or not known[2]:
-        h_old = hashlib.sha256(old_head)
+        h_old = fsutil.hasher_for(None)
+        h_old.update(old_head)
     pos = len(old_head)
     while pos < size:
         chunk = os.pread(fd, min(_HASH_CHUNK, size - pos), pos)
@@ -220,7 +221,7 @@ def _file_hashes(fd: int, old_head: bytes, new_head: bytes,
 
 def apply_delta(current: bytes, record: bytes) -> bytes:
     """Rebuild the old bytes from ``current`` (what ltag wrote, or a file changed only between the prefix and
-    the suffix) and a record from :func:`encode_delta`. Callers verify the result's sha256."""
+    the suffix) and a record from :func:`encode_delta`. Callers verify the result's content hash."""
     body = zlib.decompress(record)
     if body[:4] != _DELTA_MAGIC:
         raise ValueError("not an ltag delta record")
@@ -279,7 +280,7 @@ class Writer:
 
         ``cache`` (target -> outcome) lets two files of one group share a sidecar (Adobe style with
         ``--sidecar-only``: ``DSC_1.JPG`` and ``DSC_1.NEF`` both use ``DSC_1.xmp``): the second reuses the first.
-        ``known`` = (size, mtime_ns, sha256) of ``photo`` as the caller hashed it moments ago: a JPEG written in
+        ``known`` = (size, mtime_ns, content hash) of ``photo`` as the caller hashed it moments ago: a JPEG written in
         place that still has that size and mtime is not hashed a second time for the undo record.
         """
         try:
@@ -354,7 +355,7 @@ class Writer:
                 raise MetadataWriteError(f"{os.path.basename(target)}: the rewrite would change image data; "
                                          "nothing written")
             tail_from = (f.fileno(), len(data))
-            before_size, before_sha, after_sha = _file_hashes(f.fileno(), data, new, known)
+            before_size, before_hash, after_hash = _file_hashes(f.fileno(), data, new, known)
             undo_blob = encode_head_delta(data, new, before_size - len(data))
             change_kind = "jpeg-delta"
         else:
@@ -364,8 +365,8 @@ class Writer:
             undo_blob = zlib.compress(data, 6) if data is not None else None
             change_kind = "sidecar" if data is not None else "file-created"
             before_size = len(data) if data is not None else None
-            before_sha = fsutil.sha256_bytes(data) if data is not None else None
-            after_sha = fsutil.sha256_bytes(new)
+            before_hash = fsutil.content_hash(data) if data is not None else None
+            after_hash = fsutil.content_hash(new)
 
         reason = fsutil.write_block_reason(target)
         if reason:
@@ -374,13 +375,13 @@ class Writer:
         if self.fileops.dry_run:
             self.planned.append((target, [*edit.add_flat, *edit.add_hier], [*edit.remove_flat, *edit.remove_hier]))
             self.fileops.atomic_write(target, new, tail_from=tail_from)
-            return WriteOutcome(status="dry-run", after_sha256=after_sha, **base)
+            return WriteOutcome(status="dry-run", after_hash=after_hash, **base)
 
         conn = self.catalog.conn
         cur = conn.execute(
-            "INSERT INTO changes(run_id, path, kind, before_sha256, after_sha256, before_size, undo, state, created_at)"
+            "INSERT INTO changes(run_id, path, kind, before_hash, after_hash, before_size, undo, state, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-            (self.run_id, target, change_kind, before_sha, after_sha, before_size, undo_blob, now_iso()))
+            (self.run_id, target, change_kind, before_hash, after_hash, before_size, undo_blob, now_iso()))
         change_id = int(cur.lastrowid)
         if conn.in_transaction:  # a caller's transaction: the record must be durable before the replace
             conn.commit()
@@ -392,4 +393,4 @@ class Writer:
         # Any other exception (Ctrl-C delivered after the replace) leaves the change 'pending':
         # undo.resolve_pending settles it by the file's hash.
         conn.execute("UPDATE changes SET state = 'applied' WHERE id = ?", (change_id,))
-        return WriteOutcome(status="written", change_id=change_id, after_sha256=after_sha, **base)
+        return WriteOutcome(status="written", change_id=change_id, after_hash=after_hash, **base)

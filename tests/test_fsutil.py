@@ -106,6 +106,34 @@ def test_sha256_file_streams(tmp_path):
     assert fsutil.sha256_file(p) == hashlib.sha256(data).hexdigest() == fsutil.sha256_bytes(data)
 
 
+def test_content_hash_is_xxh3_128_and_streams(tmp_path):
+    import xxhash
+
+    data = os.urandom(3 * (1 << 20) + 17)
+    p = tmp_path / "big.bin"
+    p.write_bytes(data)
+    h = fsutil.content_hash(data)
+    assert len(h) == 32 and h == xxhash.xxh3_128(data).hexdigest() == fsutil.content_hash_file(p)
+    assert fsutil.content_hash(memoryview(data)) == h
+    assert fsutil.content_hash(data[:-1]) != h
+
+
+def test_hash_matches_checks_new_and_sha256_values_with_their_own_algorithm(tmp_path):
+    data = b"\xff\xd8 some photo bytes"
+    p = tmp_path / "a.jpg"
+    p.write_bytes(data)
+    new, old = fsutil.content_hash(data), hashlib.sha256(data).hexdigest()
+    for recorded in (new, old):
+        assert fsutil.hash_matches(recorded, data) and fsutil.file_hash_matches(recorded, p)
+        assert not fsutil.hash_matches(recorded, data + b"!")
+        assert fsutil.hash_like(recorded, data) == recorded == fsutil.file_hash_like(recorded, p)
+        h = fsutil.hasher_for(recorded)
+        h.update(data)
+        assert h.hexdigest() == recorded
+    assert fsutil.hash_like(None, data) == new
+    assert not fsutil.hash_matches(None, data) and not fsutil.file_hash_matches("", p)
+
+
 def test_noop_fileops_touches_nothing(tmp_path):
     p = tmp_path / "a.jpg"
     p.write_bytes(b"old")

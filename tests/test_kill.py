@@ -98,7 +98,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     rows = {r[0]: r[1:] for r in conn.execute(
-        "SELECT path, status, write_status, sha256, size, mtime_ns, landmark FROM photos")}
+        "SELECT path, status, write_status, content_hash, size, mtime_ns, landmark FROM photos")}
     for path, data in originals.items():
         cur = Path(path).read_bytes()
         with Image.open(path) as im:
@@ -106,7 +106,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
         assert _image_data(cur) == data
         status, write_status, sha, size, mtime_ns, landmark = rows[path]
         assert status == "tagged" and write_status == "written" and landmark, (path, rows[path])
-        assert sha == fsutil.sha256_bytes(cur) and size == len(cur) and mtime_ns == os.stat(path).st_mtime_ns
+        assert sha == fsutil.content_hash(cur) and size == len(cur) and mtime_ns == os.stat(path).st_mtime_ns
         st = metadata.read_jpeg_keywords(cur)
         assert st.flat.count(landmark) == 1 and st.hierarchical.count(f"Landmarks|{landmark}") == 1, st
     sidecar = photos / "roll0" / "DSC_0000.xmp"

@@ -6,6 +6,7 @@ camera files come from tests/data/camera. ``LTAG_TEST_BUNDLE`` may point at anot
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -82,6 +83,24 @@ def test_learn_from_jpegs_and_recognise_other_photos_of_them(tmp_path, rec):
     # learning the same photos again adds nothing
     again = learn.learn("our lotus", learn.collect(lotus)[0], recognizer=rec, gallery_path=gp)
     assert again.added == 0 and {p.status for p in again.photos} == {"already"}
+    # a gallery written before format 3 names its references by SHA-256: teaching them again is still no
+    # duplicate (the references are re-identified by their content hash)
+    with np.load(gp, allow_pickle=False) as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+        arrays = {k: z[k] for k in z.files if k != "meta"}
+    meta["version"] = 2
+    for d in meta["landmarks"]:
+        for r in d["refs"]:
+            r["sha256"] = hashlib.sha256(Path(r.pop("path")).read_bytes()).hexdigest()
+            r.pop("hash")
+            r["path"] = ""
+    np.savez(gp, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8), **arrays)
+    assert UserGallery.load(gp).has_legacy_refs()
+    again = learn.learn("our lotus", learn.collect(lotus)[0], recognizer=rec, gallery_path=gp)
+    assert again.added == 0 and {p.status for p in again.photos} == {"already"}
+    g = UserGallery.load(gp)
+    assert {r.content_hash for r in g.get("Our Lotus").refs} == {fsutil.content_hash_file(p) for p in lotus}
+    assert g.has_legacy_refs()  # Our Shrine's references: re-identified when they are next taught or corrected
     # other photos of each landmark: the right taught landmark is the best candidate
     others = {"Our Lotus": landmark_files("lotus_temple", 6, start=5),
               "Our Shrine": landmark_files("charar_e_sharif", 6, start=5)}
@@ -118,7 +137,7 @@ def test_learn_from_raw_and_raw_jpeg_pair(tmp_path, rec, monkeypatch):
     assert rep.photos[0].companions == [str(folder / "IMG_0308.CRW")]
     assert counter.paths == [str(folder / "IMG_0308.JPG")]
     g = UserGallery.load(gp)
-    assert g.get("Pair").refs[0].sha256 == fsutil.sha256_file(folder / "IMG_0308.JPG")
+    assert g.get("Pair").refs[0].content_hash == fsutil.content_hash_file(folder / "IMG_0308.JPG")
 
 
 def test_bad_files_are_reported_and_never_fatal(tmp_path, rec):
@@ -224,7 +243,7 @@ def test_correct_replaces_the_wrong_tag_in_the_file_and_is_undoable(tmp_path, bu
                                                                       "correction")
         assert rep.wrong == wrong and rep.writes[0]["status"] == "written"
         g = UserGallery.load(user_gallery_path(db))
-        assert g.get("Lotus Temple (mine)").refs[0].sha256 == fsutil.sha256_bytes(before)
+        assert g.get("Lotus Temple (mine)").refs[0].content_hash == fsutil.content_hash(before)
         undo(cat, run_id=rep.run_id)
         assert photo.read_bytes() == before  # byte-exact
 

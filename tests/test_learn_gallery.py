@@ -101,7 +101,7 @@ def test_save_load_export_import_round_trip_without_pickle(tmp_path):
         x, y = g.get(name), h.get(name)
         assert np.allclose(x.vectors, y.vectors) and x.refs == y.refs and x.threshold == pytest.approx(y.threshold)
         assert (x.parent, x.lat, x.lon) == (y.parent, y.lat, y.lon)
-    # import into another machine's gallery: merged by sha256, nothing duplicated
+    # import into another machine's gallery: merged by content hash, nothing duplicated
     other = UserGallery()
     other.add("Ilulissat Icefjord", _refs("a", 1), g.get("Ilulissat Icefjord").vectors[:1], model_id="m1")
     n_lm, n_ref = other.merge(UserGallery.load(p))

@@ -86,8 +86,10 @@ def archive(tmp_path):
     write(e / "IMG_0308.JPG", _jpeg("canon_5d3__K6A7946.JPG"))
     write(e / "IMG_0308.AAE", b"<plist>apple edits</plist>")
     cat = open_catalog(tmp_path / "cat.db")
+    # DSC_0001.JPG's row holds a SHA-256 value, as catalogs from before XXH3-128 do: the journal keeps it and
+    # every check of the move verifies it with SHA-256.
     add(cat, d / "DSC_0001.JPG", landmark="Eiffel Tower", taken_at="2019-05-01T10:00:00", confidence=0.9,
-        sha256=sha(d / "DSC_0001.JPG"), mtime_ns=(d / "DSC_0001.JPG").stat().st_mtime_ns,
+        content_hash=sha(d / "DSC_0001.JPG"), mtime_ns=(d / "DSC_0001.JPG").stat().st_mtime_ns,
         write_target=str(d / "DSC_0001.JPG"))
     add(cat, d / "DSC_0001.NEF", landmark="Eiffel Tower", taken_at="2019-05-01T10:00:00",
         write_target=str(d / "DSC_0001.xmp"))

@@ -129,7 +129,7 @@ def test_scan_tags_jpegs_and_raw_pair_and_rescan_is_a_noop(tmp_path, cat, rec0):
     assert rows["DSC_0003.ARW"]["role"] == "companion" and rows["DSC_0003.JPG"]["role"] == "primary"
     assert rows["portrait.JPG"]["camera"] and rows["portrait.JPG"]["taken_at"].startswith("2023-09-01")
     assert rows["DSC_0003.JPG"]["model_id"] == rec0.bundle.model_id
-    assert rows["DSC_0003.JPG"]["sha256"] == fsutil.sha256_file(photos / "trip/DSC_0003.JPG")
+    assert rows["DSC_0003.JPG"]["content_hash"] == fsutil.content_hash_file(photos / "trip/DSC_0003.JPG")
     assert cat.rows("SELECT COUNT(*) AS n FROM embeddings")[0]["n"] == 3
 
     before = hashes(photos)
@@ -257,6 +257,56 @@ def test_undo_restores_a_scan_byte_exact(tmp_path, cat, rec0):
     assert {r["write_status"] for r in cat.rows("SELECT write_status FROM photos")} == {"undone"}
     rep2, _ = _scan([photos], cat, None)  # an undone decision is not silently written again
     assert rep2.counts["unchanged"] == 4 and hashes(photos) == before
+
+
+def test_catalog_from_before_xxh3_is_migrated_and_its_sha256_undo_records_still_restore(tmp_path, rec0):
+    """A schema 1 catalog (sha256 columns, SHA-256 values) opens with its columns renamed and its values kept; the
+    undo records it holds are verified with SHA-256 and restore byte-exact."""
+    import hashlib
+    import sqlite3
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in (JPG, "canon_5d3__K6A7946.JPG"):
+        shutil.copy(camera_file(name), photos / name)
+    originals = {p: p.read_bytes() for p in photos.iterdir()}
+    db = tmp_path / "old.db"
+    cat = open_catalog(db)
+    rep, _ = _scan([photos], cat, rec0)
+    assert rep.counts["written"] == 2
+    cat.close()
+
+    def sha(b: bytes) -> str:
+        return hashlib.sha256(b).hexdigest()
+
+    # Make it what ltag wrote before: old column names, SHA-256 values, user_version 1.
+    conn = sqlite3.connect(db)
+    for p, before in originals.items():
+        now = p.read_bytes()
+        conn.execute("UPDATE photos SET content_hash = ? WHERE path = ?", (sha(now), str(p)))
+        conn.execute("UPDATE changes SET before_hash = ?, after_hash = ? WHERE path = ?", (sha(before), sha(now), str(p)))
+    for table, new, old in (("photos", "content_hash", "sha256"), ("changes", "before_hash", "before_sha256"),
+                            ("changes", "after_hash", "after_sha256")):
+        conn.execute(f"ALTER TABLE {table} RENAME COLUMN {new} TO {old}")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+
+    cat = open_catalog(db)
+    cols = {r[1] for r in cat.conn.execute("PRAGMA table_info(photos)")}
+    assert "content_hash" in cols and "sha256" not in cols
+    assert cat.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    ch = cat.rows("SELECT before_hash, after_hash FROM changes")
+    assert len(ch) == 2 and all(len(c["before_hash"]) == 64 for c in ch)  # the old values, kept
+    rep2, _ = _scan([photos], cat, None)
+    assert rep2.counts["unchanged"] == 2  # unchanged files are not hashed again
+    u = undo.undo(cat, run_id=rep.run_id)
+    assert len(u.restored) == 2, u
+    assert {p: p.read_bytes() for p in photos.iterdir()} == originals
+    # the restored rows carry the new hash
+    assert {r["content_hash"] for r in cat.rows("SELECT content_hash FROM photos")} == {
+        fsutil.content_hash(b) for b in originals.values()}
+    cat.close()
 
 
 @needs_exiftool

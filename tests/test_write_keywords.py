@@ -74,8 +74,8 @@ def test_jpeg_in_place_merge_keeps_foreign_keywords_and_pixels(tmp_path, cat):
     ch = cat.rows("SELECT * FROM changes")
     assert [(c["kind"], c["state"]) for c in ch] == [("jpeg-delta", "applied")]
     assert len(ch[0]["undo"]) < 8192, "the undo record holds only what changed"
-    assert ch[0]["before_sha256"] == fsutil.sha256_bytes(before)
-    assert ch[0]["after_sha256"] == fsutil.sha256_file(p)
+    assert ch[0]["before_hash"] == fsutil.content_hash(before)
+    assert ch[0]["after_hash"] == fsutil.content_hash_file(p)
     # idempotent: the same decision again changes nothing
     again = _w(_writer(cat), p, "jpeg", EIFFEL, owned=out.owned)
     assert again.status == "unchanged"
@@ -351,7 +351,7 @@ def test_confidence_alone_does_not_rewrite_the_file(tmp_path, cat):
     assert moved.status == "written", moved.error
     st = metadata.read_keywords(p)
     assert (st.ltag["Landmark"], st.ltag["Confidence"]) == ("Louvre", "0.8800")
-    assert fsutil.sha256_file(p) == moved.after_sha256
+    assert fsutil.content_hash_file(p) == moved.after_hash
 
 
 def test_head_delta_equals_the_whole_file_delta(monkeypatch):
@@ -392,32 +392,29 @@ def test_jpeg_write_hashes_and_dry_run_are_of_the_whole_file(tmp_path, cat):
     out = _w(_writer(cat), p, "jpeg", EIFFEL)
     assert out.status == "written", out.error
     after = p.read_bytes()
-    assert dry.after_sha256 == out.after_sha256 == fsutil.sha256_bytes(after)
+    assert dry.after_hash == out.after_hash == fsutil.content_hash(after)
     assert ops.log == [("write", str(p), len(after))]
     ch = cat.rows("SELECT * FROM changes")[0]
-    assert (ch["before_sha256"], ch["before_size"]) == (fsutil.sha256_bytes(before), len(before))
+    assert (ch["before_hash"], ch["before_size"]) == (fsutil.content_hash(before), len(before))
     assert image_data(p) == before[metadata.jpeg_header_end(before):]
 
 
 def test_known_hash_is_used_only_while_the_file_keeps_its_stat(tmp_path, cat, monkeypatch):
-    """The scan passes the worker's (size, mtime, sha256): reused for the undo record only while the file still
-    has that size and mtime; otherwise the file is hashed again."""
-    import hashlib
-
-    from landmark_tagger import writer as writer_mod
+    """The scan passes the worker's (size, mtime, content hash): reused for the undo record only while the file
+    still has that size and mtime; otherwise the file is hashed again."""
 
     p = tmp_path / "DSC_0003.JPG"
     shutil.copy(camera_file(JPG), p)
     before = p.read_bytes()
-    real = fsutil.sha256_bytes(before)
+    real = fsutil.content_hash(before)
     st = p.stat()
     hashed: list[int] = []
-    orig_sha256 = hashlib.sha256
+    orig_hasher = fsutil.hasher_for
 
     class Counting:
-        def __init__(self, data=b""):
-            self.h = orig_sha256(data)
-            hashed.append(len(data))
+        def __init__(self, recorded):
+            self.h = orig_hasher(recorded)
+            hashed.append(1)
 
         def update(self, data):
             self.h.update(data)
@@ -425,24 +422,24 @@ def test_known_hash_is_used_only_while_the_file_keeps_its_stat(tmp_path, cat, mo
         def hexdigest(self):
             return self.h.hexdigest()
 
-    monkeypatch.setattr(writer_mod.hashlib, "sha256", Counting)
+    monkeypatch.setattr(fsutil, "hasher_for", Counting)
     w = _writer(cat)
     out = w.write(str(p), "jpeg", *EIFFEL, owned_before=[], suppressed_before=[],
                   known=(st.st_size, st.st_mtime_ns, real))
     assert out.status == "written" and len(hashed) == 1  # only the new content was hashed
     ch = cat.rows("SELECT * FROM changes")[0]
-    assert ch["before_sha256"] == real and ch["after_sha256"] == fsutil.sha256_bytes(p.read_bytes())
+    assert ch["before_hash"] == real and ch["after_hash"] == fsutil.content_hash(p.read_bytes())
     undo.undo(cat)
-    assert fsutil.sha256_bytes(p.read_bytes()) == real
+    assert fsutil.content_hash(p.read_bytes()) == real
 
-    # A stale stat (the file changed since the caller hashed it): the "known" sha256 is ignored.
+    # A stale stat (the file changed since the caller hashed it): the "known" hash is ignored.
     hashed.clear()
     st = p.stat()
     out = _writer(cat).write(str(p), "jpeg", *EIFFEL, owned_before=[], suppressed_before=[],
-                             known=(st.st_size, st.st_mtime_ns - 1, "0" * 64))
+                             known=(st.st_size, st.st_mtime_ns - 1, "0" * 32))
     assert out.status == "written" and len(hashed) == 2
     ch = cat.rows("SELECT * FROM changes ORDER BY id DESC")[0]
-    assert ch["before_sha256"] == real
+    assert ch["before_hash"] == real
 
 
 def test_learn_runs_are_in_the_one_undo_history(tmp_path, cat):
