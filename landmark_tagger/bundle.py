@@ -305,12 +305,14 @@ def default_bundle_path() -> Path:
                       "reinstall ltag or pass --model DIR")
 
 
-def load_bundle(path: Path | str | None = None, *, check_model: bool = True) -> Bundle:
+def load_bundle(path: Path | str | None = None, *, check_model: bool = True, check_gallery: bool = True) -> Bundle:
     """Load and validate a bundle folder (``None``: the shipped default bundle).
 
     Args:
         path: bundle folder, or its labels.json.
         check_model: also open model.onnx with onnxruntime and check its inputs and outputs.
+        check_gallery: also load and check gallery.npz now (otherwise on first use: :meth:`Bundle.gallery` raises
+            the same errors then).
 
     Raises:
         BundleError: naming the file and the problem.
@@ -330,7 +332,8 @@ def load_bundle(path: Path | str | None = None, *, check_model: bool = True) -> 
         raise _err(lpath, f"is not valid JSON ({e})") from None
     model_id, labels, preprocess, scoring, emb_dim, gen_dim, provenance = parse_labels_json(data, lpath)
     bundle = Bundle(folder, model_id, labels, preprocess, scoring, emb_dim, gen_dim, provenance, data)
-    bundle.gallery()
+    if check_gallery:
+        bundle.gallery()
     if check_model:
         bundle.session()
     return bundle

@@ -266,6 +266,11 @@ class _Pool:
             ctx = mp.get_context("forkserver")
             ctx.set_forkserver_preload(["landmark_tagger.scan", "landmark_tagger.decode", "landmark_tagger.exif",
                                         "landmark_tagger.preprocess", "rawpy", "exifread", "numpy", "PIL.Image"])
+            from multiprocessing import forkserver
+
+            # Start the server (and its imports of the modules above) now, not at the first job: this process
+            # meanwhile imports and loads the model.
+            forkserver.ensure_running()
         else:
             ctx = mp.get_context("spawn")
         self.window = max(window, workers * 4 + 4)
@@ -425,7 +430,9 @@ class Scanner:
         if self._bundle is None:
             from landmark_tagger.bundle import load_bundle
 
-            self._bundle = load_bundle(self.model_dir, check_model=False)  # the session opens with the model
+            # The session opens with the model and the gallery loads with it, in the warm-up thread while the first
+            # photos decode (a rescan of unchanged files needs neither).
+            self._bundle = load_bundle(self.model_dir, check_model=False, check_gallery=False)
         return self._bundle
 
     def _get_recognizer(self) -> Any:
@@ -641,14 +648,15 @@ class Scanner:
             spec = self.bundle.preprocess
             min_side = preprocess.min_decode_side(spec)
         n_decode = sum(1 for w in work if w.decode)
-        if n_decode and self.recognizer is None:
-            self._start_warm_up()
         pool: Any
         if self.workers <= 1 or n_decode < 4:
             pool = _InProcess(min_side, spec, reuse)
         else:
-            # The window covers a whole batch: the workers keep decoding while this thread runs inference.
+            # The window covers a whole batch: the workers keep decoding while this thread runs inference. The pool
+            # (its fork server) starts before the model warm-up, so that the decoders' imports overlap the model's.
             pool = _Pool(min(self.workers, n_decode), min_side, spec, reuse, window=self.batch_size + 4 * self.workers)
+        if n_decode and self.recognizer is None:
+            self._start_warm_up()
         # Hash what changed, except RAW companions: their decision is their JPEG's, they move with it (matched by
         # name and size, below), ltag never writes them, and hashing 25-50 MB RAWs would cost as much as
         # decoding the JPEG. Their content hash stays NULL (rename hashes them itself).

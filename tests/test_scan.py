@@ -259,6 +259,23 @@ def test_undo_restores_a_scan_byte_exact(tmp_path, cat, rec0):
     assert rep2.counts["unchanged"] == 4 and hashes(photos) == before
 
 
+def test_a_broken_gallery_stops_the_scan_before_anything_is_decided(tmp_path, cat, bundle):
+    """The scan loads the bundle's gallery with the model, in the warm-up thread: a damaged gallery.npz still
+    stops the run with the BundleError, and no photo is marked done."""
+    broken = tmp_path / "bundle"
+    shutil.copytree(bundle.path, broken)
+    (broken / "gallery.npz").write_bytes(b"PK\x03\x04 not a zip at all")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(5):
+        shutil.copy(camera_file(JPG), photos / f"DSC_{i:04d}.JPG")
+    before = hashes(photos)
+    with pytest.raises(BundleError, match="gallery"):
+        scan([str(photos)], catalog=cat, workers=2, model_dir=broken)
+    assert cat.rows("SELECT path FROM photos WHERE status IN ('tagged', 'unknown')") == []
+    assert hashes(photos) == before
+
+
 def test_catalog_from_before_xxh3_is_migrated_and_its_sha256_undo_records_still_restore(tmp_path, rec0):
     """A schema 1 catalog (sha256 columns, SHA-256 values) opens with its columns renamed and its values kept; the
     undo records it holds are verified with SHA-256 and restore byte-exact."""
