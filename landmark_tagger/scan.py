@@ -252,6 +252,24 @@ class _InProcess:
         pass
 
 
+def _start_fork_server() -> Any:
+    """Start the decoders' fork server, which imports the decoding modules once for every worker, and return its
+    multiprocessing context (None where there is no fork server: spawn is used). It does not wait for the server's
+    imports; calling it again is free. The scan calls it before it opens the model bundle and walks the folders, so
+    that those imports happen meanwhile, on another core."""
+    import multiprocessing as mp
+
+    if "forkserver" not in mp.get_all_start_methods():
+        return None
+    from multiprocessing import forkserver
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["landmark_tagger.scan", "landmark_tagger.decode", "landmark_tagger.exif",
+                                "landmark_tagger.preprocess", "rawpy", "exifread", "numpy", "PIL.Image"])
+    forkserver.ensure_running()
+    return ctx
+
+
 class _Pool:
     """A process pool with a bounded window of in-flight jobs, results in submission order."""
 
@@ -261,18 +279,7 @@ class _Pool:
 
         # forkserver: workers fork from a clean single-threaded server with the decoders preloaded (plain fork
         # after onnxruntime/OpenMP threads exist can deadlock; spawn re-imports everything per worker).
-        methods = mp.get_all_start_methods()
-        if "forkserver" in methods:
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["landmark_tagger.scan", "landmark_tagger.decode", "landmark_tagger.exif",
-                                        "landmark_tagger.preprocess", "rawpy", "exifread", "numpy", "PIL.Image"])
-            from multiprocessing import forkserver
-
-            # Start the server (and its imports of the modules above) now, not at the first job: this process
-            # meanwhile imports and loads the model.
-            forkserver.ensure_running()
-        else:
-            ctx = mp.get_context("spawn")
+        ctx = _start_fork_server() or mp.get_context("spawn")
         self.window = max(window, workers * 4 + 4)
         self.ex = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                                       initargs=(min_side, spec, reuse, os.getpid()))
@@ -497,6 +504,10 @@ class Scanner:
         t0 = time.perf_counter()
         paths = [os.fspath(p) for p in paths]
         cat = self.catalog
+        if self.workers > 1 and not self.retag:
+            # Most scans decode something: the fork server's imports (~0.3 s of CPU on another core) overlap what
+            # follows. A rescan with nothing to decode never uses it, and loses no time to it.
+            _start_fork_server()
         if not self.dry_run:
             from landmark_tagger.undo import resolve_pending
 
