@@ -1,4 +1,4 @@
-from landmark_tagger.cli import main
+from landmark_tagger._entry import main
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from landmark_tagger._entry import finishing
 from landmark_tagger.errors import LtagError
 
 DB_HELP = "Catalog file (default: $LTAG_DB, else the user data directory)."
@@ -158,6 +159,7 @@ def register(app: typer.Typer) -> None:
                           keep_mtime=keep_mtime, iptc_location=iptc_location, workers=workers, exclude=exclude or (),
                           retag=retag, progress=prog, on_result=_json_line if as_json else None,
                           providers=providers, sequence=sequence)
+            finishing()  # the run is recorded; a Ctrl-C from here on is ignored (ltag's console script only)
         if dry_run and not as_json:
             _dry_run_listing(report)
         _summary(report, "ltag scan (dry run: nothing changed)" if dry_run else "ltag scan")
@@ -191,6 +193,7 @@ def register(app: typer.Typer) -> None:
             report = write_pending(cat, paths or (), dry_run=dry_run, sidecar_style=sidecar,
                                    sidecar_only=sidecar_only, keep_mtime=keep_mtime, iptc_location=iptc_location,
                                    progress=prog, on_result=_json_line if as_json else None)
+            finishing()
         if dry_run and not as_json:
             _dry_run_listing(report)
         _summary(report, "ltag write (dry run: nothing changed)" if dry_run else "ltag write")

@@ -1,0 +1,36 @@
+"""The ``ltag`` console script (and ``python -m landmark_tagger``): a thin guard around :func:`landmark_tagger.cli.main`.
+
+Only the standard library is imported here, so that a Ctrl-C while the CLI's own modules are still importing (typer,
+numpy, ...: the first ~0.2 s) ends like one during a command, with exit code 130 and no traceback. Once the command
+has finished and reported, a Ctrl-C during the interpreter's shutdown (thread joins, weakref callbacks, the decoding
+workers' exit) is ignored: the work is done, and a traceback over a finished run would only alarm.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+_console = False  # running as the console script (never set in a library caller's process)
+
+
+def finishing() -> None:
+    """A command calls this once its work is done and recorded: from then on (closing, its report, the interpreter's
+    shutdown, where a KeyboardInterrupt would surface as an "Exception ignored" traceback in some finaliser) a
+    Ctrl-C is ignored -- only when running as the console script."""
+    if _console:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def main() -> None:
+    global _console
+    _console = True
+    try:
+        from landmark_tagger.cli import main as cli_main
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        sys.exit(130)
+    try:
+        cli_main()
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
