@@ -545,6 +545,10 @@ class Scanner:
             interrupted = self._warm_thread is not None and _join(self._warm_thread)
             summary = {**self.counts, "files": self.total}
             cat.finish_run(self.run_id, summary, status=status)
+            if status == "done" and not interrupted:
+                from landmark_tagger._entry import finishing
+
+                finishing()  # the run is recorded: a Ctrl-C now is ignored (only under ltag's console script)
             if status != "done":
                 # The exception's traceback keeps this scanner alive until the interpreter exits; an onnxruntime
                 # session destroyed that late aborts the process ("terminate called ..."). Let it go now (after
