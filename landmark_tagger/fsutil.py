@@ -40,7 +40,6 @@ _CHUNK = 1 << 20
 # -- hashing -------------------------------------------------------------------------------------
 # Identity, not security: the hash tells ltag whether a file is the one it catalogued or wrote (moved files,
 # unchanged files, undo, rename). Someone able to craft a collision could simply change the file.
-HASH_NAME = "xxh3-128"
 
 
 def content_hash(data: bytes | memoryview) -> str:
@@ -52,9 +51,7 @@ def content_hash(data: bytes | memoryview) -> str:
 
 def content_hash_file(path: str | os.PathLike[str]) -> str:
     """Streaming :func:`content_hash` of a file's content (1 MiB reads)."""
-    import xxhash
-
-    return _stream(path, xxhash.xxh3_128())
+    return _stream(path, hasher_for(None))
 
 
 def _legacy(recorded: str) -> bool:

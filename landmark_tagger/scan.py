@@ -25,6 +25,7 @@ Design (issue 4):
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import gc
 import io
@@ -36,7 +37,7 @@ import signal
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -444,14 +445,8 @@ class Scanner:
 
     def _get_recognizer(self) -> Any:
         self.model_used = True
-        # The warm-up thread may be building it right now. Wait in short steps: a plain acquire() is not
-        # interrupted by a Ctrl-C that the kernel delivers to another thread, so the main thread would never see it.
-        while not self._recognizer_lock.acquire(timeout=0.1):
-            pass
-        try:
+        with _held(self._recognizer_lock):  # the warm-up thread may be building it right now
             return self._build_recognizer()
-        finally:
-            self._recognizer_lock.release()
 
     def _start_warm_up(self) -> None:
         """Start :meth:`_warm_up` in a thread, after importing here, in the main thread, every module it needs:
@@ -553,10 +548,8 @@ class Scanner:
                 # The exception's traceback keeps this scanner alive until the interpreter exits; an onnxruntime
                 # session destroyed that late aborts the process ("terminate called ..."). Let it go now (after
                 # the warm-up thread, if it is still loading the model).
-                while not self._recognizer_lock.acquire(timeout=0.1):
-                    pass
-                self.recognizer = None
-                self._recognizer_lock.release()
+                with _held(self._recognizer_lock):
+                    self.recognizer = None
                 self._bundle = None
                 gc.collect()
             if interrupted:
@@ -1156,6 +1149,18 @@ def _join(thread: threading.Thread) -> bool:
         except KeyboardInterrupt:
             interrupted = True
     return interrupted
+
+
+@contextlib.contextmanager
+def _held(lock: threading.Lock) -> Iterator[None]:
+    """Hold ``lock`` (main thread), waiting for it in short steps: a plain acquire() is not interrupted by a Ctrl-C
+    that the kernel delivers to another thread, so the main thread would never see it."""
+    while not lock.acquire(timeout=0.1):
+        pass
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _upsert(conn: sqlite3.Connection, row: dict[str, Any]) -> None:

@@ -159,7 +159,6 @@ def register(app: typer.Typer) -> None:
                           keep_mtime=keep_mtime, iptc_location=iptc_location, workers=workers, exclude=exclude or (),
                           retag=retag, progress=prog, on_result=_json_line if as_json else None,
                           providers=providers, sequence=sequence)
-            finishing()  # the run is recorded; a Ctrl-C from here on is ignored (ltag's console script only)
         if dry_run and not as_json:
             _dry_run_listing(report)
         _summary(report, "ltag scan (dry run: nothing changed)" if dry_run else "ltag scan")
@@ -193,7 +192,8 @@ def register(app: typer.Typer) -> None:
             report = write_pending(cat, paths or (), dry_run=dry_run, sidecar_style=sidecar,
                                    sidecar_only=sidecar_only, keep_mtime=keep_mtime, iptc_location=iptc_location,
                                    progress=prog, on_result=_json_line if as_json else None)
-            finishing()
+            finishing()  # done and recorded: a Ctrl-C from here on is ignored (ltag's console script only; a scan
+            # does this itself once its run is recorded)
         if dry_run and not as_json:
             _dry_run_listing(report)
         _summary(report, "ltag write (dry run: nothing changed)" if dry_run else "ltag write")
