@@ -8,7 +8,7 @@
 * :func:`write_block_reason` / :func:`is_writable_by_bits` — "read-only" is decided by permission
   bits, never by ``os.access`` or by trying: root (CI) and a user see the same answer.
 * :func:`content_hash` / :func:`content_hash_file` — the content hash of the catalog, undo records and the rename
-  journal: XXH3-128 (32 hex digits), ten times cheaper than SHA-256 (a 40 MB NEF: ~2 ms instead of ~27 ms).
+  journal: XXH3-128 (32 hex digits), 9-15x cheaper than SHA-256 (benchmarks/hashing.py).
   :func:`hash_matches` also checks the SHA-256 values (64 hex digits) that catalogs made before it hold.
   :func:`sha256_file` / :func:`sha256_bytes` remain for those and for tests that check files independently.
 * :class:`FileOps` / :class:`NoOpFileOps` — the object the writer, undo and scan use to touch disk;
