@@ -26,6 +26,10 @@ def main() -> None:
     global _console
     _console = True
     try:
+        from landmark_tagger.forkserver import start_for_argv
+
+        # ltag scan: the decoders' fork server imports its modules on another core while the CLI's import here
+        start_for_argv(sys.argv[1:])
         from landmark_tagger.cli import main as cli_main
     except KeyboardInterrupt:
         sys.stderr.write("Interrupted.\n")

@@ -145,3 +145,33 @@ def test_closed_stdout_stops_quietly(tmp_path):
     p = subprocess.run(f"{sys.executable} -m landmark_tagger scan '{photos}' --db '{db}' --no-write --json | head -c 1",
                        shell=True, capture_output=True, text=True, env=env, timeout=300)
     assert "Traceback" not in p.stderr and "Error" not in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize(("argv", "starts"), [
+    (["scan", "~/Photos"], True),
+    (["scan", "--no-write", "--workers", "2", "card"], True),
+    (["scan", "--workers", "1", "card"], False),
+    (["scan", "--workers=1", "card"], False),
+    (["scan", "--retag", "card"], False),
+    (["scan", "--help"], False),
+    (["scan", "-h"], False),
+    (["search", "scan"], False),
+    ([], False),
+])
+def test_console_script_starts_the_decoders_fork_server_only_for_a_decoding_scan(monkeypatch, argv, starts):
+    from landmark_tagger import forkserver
+
+    started = []
+    monkeypatch.setattr(forkserver, "start", lambda: started.append(True))
+    forkserver.start_for_argv(argv)
+    assert started == ([True] if starts else [])
+
+
+def test_a_fork_server_that_cannot_start_early_does_not_stop_the_cli(monkeypatch):
+    from landmark_tagger import forkserver
+
+    def fail():
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(forkserver, "start", fail)
+    forkserver.start_for_argv(["scan", "card"])  # no exception: the scan starts it itself (or falls back)
