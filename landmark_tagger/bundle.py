@@ -93,7 +93,10 @@ class Bundle:
 
     def session(self, providers: list[str] | None = None, threads: int | None = None):
         """An onnxruntime session for ``model.onnx`` (cached per provider list), I/O checked against labels.json."""
-        import onnxruntime as ort
+        from landmark_tagger.fsutil import deferred_signals
+
+        with deferred_signals():  # a Ctrl-C in its module initialisation would read "ImportError: initialization failed"
+            import onnxruntime as ort
 
         providers = list(providers) if providers else ["CPUExecutionProvider"]
         available = set(ort.get_available_providers())

@@ -70,7 +70,10 @@ class Recognizer:
 
     def __init__(self, bundle: Bundle, *, threshold: float | None = None, user_gallery: UserGalleryLike | None = None,
                  providers: list[str] | None = None, threads: int | None = None, batch_size: int = 32) -> None:
-        import faiss
+        from landmark_tagger.fsutil import deferred_signals
+
+        with deferred_signals():  # native module initialisation: a Ctrl-C is delivered once it is in
+            import faiss
 
         self.bundle = bundle
         self.threshold = bundle.threshold if threshold is None else float(threshold)

@@ -46,17 +46,16 @@ from landmark_tagger import fsutil
 from landmark_tagger.catalog import Catalog, now_iso
 from landmark_tagger.decode import file_kind as dec_file_kind
 from landmark_tagger.errors import LtagError
+from landmark_tagger.forkserver import start as _start_fork_server
 from landmark_tagger.walk import FileEntry, PhotoGroup, walk
 from landmark_tagger.writer import WriteOutcome, Writer, desired_keywords, split_ltag_keywords
 
 log = logging.getLogger(__name__)
 
-#: Photos per inference batch: also what the catalog commits at once and how far sequence consensus looks
-#: ahead (a batch is written once the next one is recognised, so the last two are written after the decoding
-#: ends: a smaller batch is a shorter tail; onnxruntime gets ORT_ROWS_ONE_THREAD views per call either way).
+#: Photos per decision batch: what the catalog commits at once and how far sequence consensus looks ahead (a
+#: batch is written once the next one is recognised, so the last two are written after the decoding ends). Beside
+#: decoding workers on the CPU, each photo is embedded as it arrives; otherwise a batch is embedded at once.
 BATCH = 16
-#: Views per onnxruntime call when inference runs on one thread beside the decoding workers.
-ORT_ROWS_ONE_THREAD = 8
 #: Successful statuses: a row with one of these (and the same model) is not recognised again.
 DONE = ("tagged", "unknown")
 RESULT_STATUSES = ("tagged", "unknown", "unchanged", "skipped", "failed")
@@ -253,24 +252,6 @@ class _InProcess:
         pass
 
 
-def _start_fork_server() -> Any:
-    """Start the decoders' fork server, which imports the decoding modules once for every worker, and return its
-    multiprocessing context (None where there is no fork server: spawn is used). It does not wait for the server's
-    imports; calling it again is free. The scan calls it before it opens the model bundle and walks the folders, so
-    that those imports happen meanwhile, on another core."""
-    import multiprocessing as mp
-
-    if "forkserver" not in mp.get_all_start_methods():
-        return None
-    from multiprocessing import forkserver
-
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["landmark_tagger.scan", "landmark_tagger.decode", "landmark_tagger.exif",
-                                "landmark_tagger.preprocess", "rawpy", "exifread", "numpy", "PIL.Image"])
-    forkserver.ensure_running()
-    return ctx
-
-
 class _Pool:
     """A process pool with a bounded window of in-flight jobs, results in submission order."""
 
@@ -286,15 +267,20 @@ class _Pool:
                                       initargs=(min_side, spec, reuse, os.getpid()))
         self.fallback = _InProcess(min_side, spec, reuse)
 
-    def map(self, jobs: Iterable[Any]) -> Iterable[dict[str, Any]]:
-        from concurrent.futures.process import BrokenProcessPool
-
+    def map(self, jobs: Iterable[Any]) -> Iterator[dict[str, Any]]:
+        """Submit the first window of jobs now (the workers start decoding while the caller goes on) and return
+        an iterator over the results, in submission order, which submits the rest as results are taken."""
         pending: collections.deque[tuple[Any, Any]] = collections.deque()
         it = iter(jobs)
         for job in it:
             pending.append((job, self._submit(job)))
             if len(pending) >= self.window:
                 break
+        return self._results(pending, it)
+
+    def _results(self, pending: collections.deque[tuple[Any, Any]], it: Iterator[Any]) -> Iterator[dict[str, Any]]:
+        from concurrent.futures.process import BrokenProcessPool
+
         while pending:
             job, fut = pending.popleft()
             try:
@@ -329,7 +315,13 @@ class _Pool:
         then waits for the rest forever, hanging the interpreter's exit (seen under load in the Ctrl-C test)."""
         procs = list(getattr(self.ex, "_processes", {}).values())
         try:
-            self.ex.shutdown(wait=not kill, cancel_futures=True)
+            if kill:
+                self.ex.shutdown(wait=False, cancel_futures=True)
+            else:
+                # Every result is in, the workers are idle: a short wait, with Ctrl-C held back (a KeyboardInterrupt
+                # inside the executor's Thread.join() would mark its thread stopped while it runs; see _Daemon).
+                with fsutil.deferred_signals():
+                    self.ex.shutdown(wait=True, cancel_futures=True)
         finally:
             if kill:
                 deadline = time.monotonic() + self.GRACE_S
@@ -424,7 +416,7 @@ class Scanner:
         self.problems: list[FileResult] = []
         self.recognizer: Any = recognizer
         self._recognizer_lock = threading.Lock()
-        self._warm_thread: threading.Thread | None = None
+        self._warm_thread: _Daemon | None = None
         self.model_used = False
         self.n_embedded = 0
         self.n_decoded = 0
@@ -452,17 +444,20 @@ class Scanner:
         """Start :meth:`_warm_up` in a thread, after importing here, in the main thread, every module it needs:
         an import in a second thread that races the main thread's imports and a Ctrl-C can leave the import lock
         held, deadlocking both threads (seen under load in the Ctrl-C test)."""
-        import faiss  # noqa: F401
-        import onnxruntime  # noqa: F401
-
+        # A Ctrl-C inside onnxruntime's (pybind11) module initialisation surfaces as "ImportError: initialization
+        # failed", not as a KeyboardInterrupt: it is held back until the native modules are in.
+        with fsutil.deferred_signals():
+            import faiss  # noqa: F401
+            import onnxruntime  # noqa: F401
         import landmark_tagger.bundle
         import landmark_tagger.paths
         import landmark_tagger.recognizer
         import landmark_tagger.retag
         import landmark_tagger.user_gallery  # noqa: F401
 
-        self._warm_thread = threading.Thread(target=self._warm_up, name="ltag-model-warm-up", daemon=True)
-        self._warm_thread.start()
+        warm = _Daemon(self._warm_up, "ltag-model-warm-up")
+        warm.start()
+        self._warm_thread = warm
 
     def _warm_up(self) -> None:
         """Load the model (onnxruntime session, galleries) in a background thread while the workers decode the
@@ -485,13 +480,10 @@ class Scanner:
                     # the bundle's confidence scale; a gallery taught with another model is disabled (warned)
                     ug.bind(self.bundle)
             # With decoding workers on the other cores, one inference thread: onnxruntime's extra intra-op
-            # threads would spin-wait between batches on the cores the decoders need.
+            # threads would spin-wait between calls on the cores the decoders need.
             threads = 1 if self.workers > 1 else None
-            # One thread runs small batches faster per image (the activations stay in cache beside the decoders):
-            # 8 views per onnxruntime call cost ~15% less CPU than 32 here, with bit-identical embeddings.
-            rows = {"batch_size": ORT_ROWS_ONE_THREAD} if threads == 1 else {}
             self.recognizer = Recognizer(self.bundle, threshold=self.threshold, user_gallery=ug,
-                                         providers=self.providers, threads=threads, **rows)
+                                         providers=self.providers, threads=threads)
         return self.recognizer
 
     # -- run ------------------------------------------------------------------------------------------
@@ -663,8 +655,6 @@ class Scanner:
             # The window covers a whole batch: the workers keep decoding while this thread runs inference. The pool
             # (its fork server) starts before the model warm-up, so that the decoders' imports overlap the model's.
             pool = _Pool(min(self.workers, n_decode), min_side, spec, reuse, window=self.batch_size + 4 * self.workers)
-        if n_decode and self.recognizer is None:
-            self._start_warm_up()
         # Hash what changed, except RAW companions: their decision is their JPEG's, they move with it (matched by
         # name and size, below), ltag never writes them, and hashing 25-50 MB RAWs would cost as much as
         # decoding the JPEG. Their content hash stays NULL (rename hashes them itself).
@@ -691,7 +681,7 @@ class Scanner:
                 except BaseException as e:  # noqa: BLE001 - handed to the main thread
                     failure.append(e)
 
-        writer = threading.Thread(target=consume, name="ltag-scan-writer", daemon=True)
+        writer = _Daemon(consume, "ltag-scan-writer")
         writer.start()
 
         window = _ConsensusWindow(self) if self.sequence else None
@@ -711,14 +701,20 @@ class Scanner:
             while True:
                 if failure:
                     raise failure[0]
-                try:
-                    todo.put(item, timeout=0.2)
+                if _offer(todo, item):
                     return
-                except queue.Full:
-                    continue
 
+        # With one onnxruntime thread beside the decoding workers, each photo is embedded as it arrives, one per
+        # call: the cheapest per photo here (~11 ms against ~12 for 8 per call and ~14 for 16, activations in
+        # cache), and only the last photo's inference is left after the decoding ends. Decisions, sequence
+        # consensus and catalog rows still go by batch. On a GPU or all cores, the batch is embedded at once.
+        embed_each = self.workers > 1 and _cpu_only(self.providers)
         try:
-            for res in pool.map(jobs):
+            # The first window of jobs is submitted here: the workers decode while the model's modules import.
+            results = pool.map(jobs)
+            if n_decode and self.recognizer is None:
+                self._start_warm_up()
+            for res in results:
                 if failure:
                     raise failure[0]
                 w = by_gi.pop(res["gi"])
@@ -726,6 +722,8 @@ class Scanner:
                 batch.append(w)
                 if res["array"] is not None:
                     n_arrays += 1
+                    if embed_each:
+                        self._embed([w])
                 if n_arrays >= self.batch_size or len(batch) >= self.batch_size * 4:
                     hand_over(batch)
                     batch, n_arrays = [], 0
@@ -746,22 +744,36 @@ class Scanner:
         """Recognise the batch's decoded photos (main thread): (decisions, embeddings, generic features).
         ``candidates``: each photo's best landmark whatever its confidence (for sequence consensus, which then
         applies the threshold)."""
-        arrays = [w.res["array"] for w in batch if w.res["array"] is not None]
-        if not arrays:
+        decoded = [w for w in batch if w.res["array"] is not None]
+        if not decoded:
             return [], None, None
+        import numpy as np
+
         rec = self._get_recognizer()
-        embs, gens = rec.embed(arrays)
+        self._embed([w for w in decoded if "embedding" not in w.res])
+        embs = np.stack([w.res.pop("embedding") for w in decoded])
+        gens = np.stack([w.res.pop("generic") for w in decoded])
         if candidates:
             from landmark_tagger.retag import candidates as all_candidates
 
             decisions = all_candidates(rec, embs, gens)
         else:
             decisions = rec.decide(embs, gens)
-        self.n_embedded += len(arrays)
-        self.n_decoded += len(arrays)
         for w in batch:
-            w.res["array"] = w.res["array"] is not None  # keep only whether it was decoded; free the pixels
+            w.res["array"] = w.res["array"] is not None  # keep only whether it was decoded
         return decisions, embs, gens
+
+    def _embed(self, ws: list[_Work]) -> None:
+        """Embed these decoded photos (main thread): their ``embedding`` and ``generic`` rows go into ``res``, and
+        their pixels are freed."""
+        if not ws:
+            return
+        embs, gens = self._get_recognizer().embed([w.res["array"] for w in ws])
+        for w, e, g in zip(ws, embs, gens, strict=True):
+            w.res["embedding"], w.res["generic"] = e, g
+            w.res["array"] = True  # decoded; the pixels are no longer needed
+        self.n_embedded += len(ws)
+        self.n_decoded += len(ws)
 
     def _write_batch(self, batch: list[_Work], decisions: list[Any], embs: Any, gens: Any, model_id: str) -> None:
         """Write keywords for the batch's photos, then commit the batch's rows (writer thread)."""
@@ -1110,7 +1122,42 @@ class _ConsensusWindow:
         return b, mine, embs, gens
 
 
-def _stop_writer(todo: queue.Queue[Any], writer: threading.Thread, *, drain: bool) -> None:
+def _cpu_only(providers: list[str] | None) -> bool:
+    """Whether inference runs on the CPU: no other onnxruntime execution provider was asked for."""
+    return all(p == "CPUExecutionProvider" for p in providers or ())
+
+
+class _Daemon(threading.Thread):
+    """A daemon thread that says itself when it has finished (:attr:`finished`, its last step), for :func:`_join`.
+
+    ``Thread.join()`` and ``is_alive()`` are not used to wait through Ctrl-C: in Python < 3.13 a KeyboardInterrupt
+    raised inside them can mark a thread that still runs as stopped (CPython gh-90882), and the wait then ends at
+    once. The Ctrl-C stress test hit it: the catalog was closed under the writer thread, a segmentation fault."""
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._fn = target
+        self.finished = False
+
+    def run(self) -> None:
+        try:
+            self._fn()
+        finally:
+            self.finished = True
+
+
+def _offer(todo: queue.Queue[Any], item: Any) -> bool:
+    """Put ``item`` if there is room now, else wait a moment and say no (main thread). Never waits inside the
+    queue's condition: a Ctrl-C there can leave its plain lock released under the other thread."""
+    try:
+        todo.put_nowait(item)
+        return True
+    except queue.Full:
+        time.sleep(0.005)
+        return False
+
+
+def _stop_writer(todo: queue.Queue[Any], writer: _Daemon, *, drain: bool) -> None:
     """Let the writer thread finish (after the queued batches, or only the one in progress with ``drain``) and wait
     for it, even through another Ctrl-C: a batch's files and rows are never left half done by us."""
     again = False
@@ -1120,12 +1167,12 @@ def _stop_writer(todo: queue.Queue[Any], writer: threading.Thread, *, drain: boo
                 todo.get_nowait()
             except queue.Empty:
                 break
-    while writer.is_alive():
+            except KeyboardInterrupt:
+                again = True
+    while not writer.finished:
         try:
-            todo.put(None, timeout=0.2)
-            break
-        except queue.Full:
-            continue
+            if _offer(todo, None):
+                break
         except KeyboardInterrupt:
             again = True
     again = _join(writer) or again
@@ -1139,13 +1186,13 @@ def _known(e: FileEntry, res: dict[str, Any]) -> tuple[int, int, str] | None:
     return (e.size, e.mtime_ns, sha) if sha else None
 
 
-def _join(thread: threading.Thread) -> bool:
-    """Wait for ``thread`` even through Ctrl-C; returns whether a Ctrl-C came meanwhile (the caller decides
-    whether to re-raise it). Joins in short steps so that the main thread keeps handling signals."""
+def _join(thread: _Daemon) -> bool:
+    """Wait for ``thread`` to finish, even through Ctrl-C; returns whether a Ctrl-C came meanwhile (the caller
+    decides whether to re-raise it). Polls the thread's own flag in short sleeps (see :class:`_Daemon`)."""
     interrupted = False
-    while thread.is_alive():
+    while not thread.finished:
         try:
-            thread.join(timeout=0.1)
+            time.sleep(0.005)
         except KeyboardInterrupt:
             interrupted = True
     return interrupted

@@ -226,3 +226,25 @@ def test_ctrl_c_during_or_after_a_run_prints_no_traceback(tmp_path):
         _, err = proc.communicate(timeout=120)
         assert proc.returncode in (0, 130), (delay, proc.returncode, err[-800:])
         assert "Traceback" not in err and "Exception ignored" not in err, (delay, err[-800:])
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.25])
+def test_waiting_for_a_scan_thread_survives_ctrl_c_until_the_thread_has_really_finished(delay):
+    """The writer and warm-up threads are waited for through Ctrl-C. A KeyboardInterrupt inside Thread.join() marks
+    a running thread as stopped in Python < 3.13 (CPython gh-90882), which once let the main thread close the catalog
+    under the writer (a segmentation fault in the stress test); scan's _join must return only after the thread's
+    last step, and say that a Ctrl-C came."""
+    import threading
+    import time
+
+    from landmark_tagger.scan import _Daemon, _join
+
+    release = threading.Event()
+    t = _Daemon(lambda: release.wait(5), "test-thread")
+    t.start()
+    timer = threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    threading.Timer(delay + 0.3, release.set).start()
+    t0 = time.monotonic()
+    assert _join(t) is True
+    assert t.finished and time.monotonic() - t0 >= delay + 0.25

@@ -364,3 +364,41 @@ def test_gps_places_keywords_and_iptc_location(tmp_path, cat, bundle):
     assert res["null_island.jpg"].places == [] and res["null_island.jpg"].write_status == "none"
     row = cat.photo_by_path(str(photos / "gps.jpg"))
     assert (row["country"], row["city"]) == ("Italy", "Arezzo") and abs(row["gps_lat"] - 43.47) < 0.1
+
+
+def test_photos_embedded_one_by_one_beside_the_decoders_decide_as_a_batch_does(tmp_path, bundle, monkeypatch):
+    """With decoding workers, each photo is embedded as it arrives (one per onnxruntime call); in-process decoding
+    embeds a batch at once. Both give the same embeddings, landmarks and confidences."""
+    import numpy as np
+
+    from landmark_tagger.recognizer import Recognizer
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, src in enumerate(landmark_photos(6)):
+        shutil.copyfile(src, photos / f"IMG_{i:04d}.jpg")
+    shutil.copyfile(camera_file(JPG), photos / JPG)
+    calls: list[int] = []
+    real_embed = Recognizer.embed
+
+    def spy(self, arrays):
+        calls.append(len(arrays))
+        return real_embed(self, arrays)
+
+    monkeypatch.setattr(Recognizer, "embed", spy)
+    out = {}
+    for workers in (2, 1):
+        calls.clear()
+        c = open_catalog(tmp_path / f"w{workers}.db")
+        rep = scan([str(photos)], catalog=c, model_dir=MODEL, write=False, workers=workers, sequence=False)
+        assert rep.counts["failed"] == 0 and rep.embedded == 7
+        assert calls == ([1] * 7 if workers == 2 else [7])
+        rows = c.conn.execute("SELECT p.path, p.landmark, p.confidence, e.embedding FROM photos p "
+                              "JOIN embeddings e ON e.photo_id = p.id ORDER BY p.path").fetchall()
+        out[workers] = {Path(p).name: (lm, conf, np.frombuffer(e, np.float32)) for p, lm, conf, e in rows}
+        c.close()
+    assert out[2].keys() == out[1].keys() and len(out[2]) == 7
+    for name, (lm, conf, emb) in out[2].items():
+        lm1, conf1, emb1 = out[1][name]
+        assert lm == lm1 and conf == pytest.approx(conf1, abs=1e-4), name
+        assert np.allclose(emb, emb1, atol=1e-4), name
