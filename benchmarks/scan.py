@@ -6,11 +6,13 @@
    inference, catalog) on a fresh catalog;
 3. ``ltag scan`` with keyword writing (JPEGs in place, NEFs through sidecars) on a fresh catalog, then
    ``ltag undo`` (checked: every file's sha256 is back to the original);
-   1-3 are repeated (``--repeats``, default 3) back to back: the machine's speed drifts, so each ratio is taken
-   within a round and the median over the rounds is reported;
+   1-3 are repeated (``--repeats``, default 3) in rounds of ceiling, ``--no-write``, ceiling, writing, ceiling:
+   the machine's speed drifts by 10-20% within a minute, so each scan is compared with the mean of the ceiling
+   runs just before and just after it, and the median over the rounds is reported;
 4. a naive pipeline: full decode + resize, one image at a time (:func:`benchmarks.decode.naive_decode`);
 5. a rescan of 100,000 unchanged files (a synthetic tree of small files with matching catalog rows): the
-   whole ``ltag scan`` command, start-up included; files/s and the child's peak RSS; plus, for reference, the
+   whole ``ltag scan`` command, start-up included; files/s and its peak RSS (measured from a small launcher
+   process: Linux would count this benchmark's own memory in a child it forked); plus, for reference, the
    walk limit (scandir + stat + an in-memory catalog lookup in one process).
 
 Throughput is photos (recognised files) per second; a RAW+JPEG pair counts once, as the ceiling does.
@@ -107,15 +109,29 @@ def _cpu(who: int) -> float:
     return ru.ru_utime + ru.ru_stime
 
 
+#: Runs ``ltag`` from a small launcher process and prints its wall time, peak RSS (KiB) and exit code. Linux counts
+#: the memory of the process a command was forked from in the command's ru_maxrss (a fork copies the parent's
+#: high-water mark, and exec keeps it), so a command started from this benchmark, big after the archive rounds,
+#: would report this benchmark's memory instead of its own.
+_LAUNCHER = """
+import os, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    os.execv(sys.executable, [sys.executable, "-m", "landmark_tagger", *sys.argv[1:]])
+_, status, ru = os.wait4(pid, 0)
+print(time.perf_counter() - t0, ru.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def _ltag_rss(*args: Any) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS in KiB of the main ltag process, exit code) via os.wait4."""
-    cmd = [sys.executable, "-m", "landmark_tagger", *map(str, args)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, ru = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return wall, int(ru.ru_maxrss), proc.returncode
+    """(wall seconds, peak RSS in KiB of the ltag process, exit code), via os.wait4 in a small launcher process."""
+    out = subprocess.run([sys.executable, "-c", _LAUNCHER, *map(str, args)], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return float(out[0]), int(out[1]), int(out[2])
 
 
 def _warm(paths: list[Path]) -> None:
@@ -169,18 +185,26 @@ def archive_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
     rounds: list[dict[str, float]] = []
     written = tagged = 0
     undo_kb = 0.0
-    # The machine's speed drifts (other tenants): each round measures the ceiling and both scans back to back, the
-    # ratios are taken within a round, and the medians over the rounds are reported.
-    for r in range(args.repeats):
+    # The machine's speed drifts (other tenants) by 10-20% within a minute: each round brackets each scan with a
+    # ceiling run just before and just after it (ceiling, --no-write, ceiling, writing, ceiling), each scan is
+    # compared with the mean of its two ceilings (seconds and CPU), and the medians over the rounds are reported.
+
+    def ceiling_run() -> tuple[float, float]:
+        """(seconds, CPU seconds) of one decode-only ceiling run."""
         c0 = _cpu(resource.RUSAGE_CHILDREN) + _cpu(resource.RUSAGE_SELF)
-        ceiling = decode_ceiling(photos, min_side=min_side, workers=workers)
-        cpu_ceiling = _cpu(resource.RUSAGE_CHILDREN) + _cpu(resource.RUSAGE_SELF) - c0
+        res = decode_ceiling(photos, min_side=min_side, workers=workers)
+        return res["seconds"], _cpu(resource.RUSAGE_CHILDREN) + _cpu(resource.RUSAGE_SELF) - c0
+
+    for r in range(args.repeats):
+        ceilings = [ceiling_run()]
         tmp = Path(tempfile.mkdtemp(prefix="ltag-bench-"))
         try:
             wall_nw, cpu_nw = _ltag("scan", dest, "--db", tmp / "nowrite.db", "--no-write", "--workers", workers,
                                     *model_args)
             assert _sha_all(files) == originals, "--no-write changed a file"
+            ceilings.append(ceiling_run())
             wall_w, cpu_w = _ltag("scan", dest, "--db", tmp / "write.db", "--workers", workers, *model_args)
+            ceilings.append(ceiling_run())
             con = sqlite3.connect(tmp / "write.db")
             written = con.execute("SELECT COUNT(*) FROM changes WHERE state = 'applied'").fetchone()[0]
             tagged = con.execute("SELECT COUNT(*) FROM photos WHERE status = 'tagged' AND role = 'primary'"
@@ -193,13 +217,18 @@ def archive_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
             assert restored == originals and not leftovers, "undo did not restore the archive byte for byte"
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        row = {"ceiling": ceiling["files_per_s"], "no_write": n / wall_nw, "write": n / wall_w, "undo_s": wall_u,
-               "cpu_ceiling": cpu_ceiling / n * 1000, "cpu_no_write": cpu_nw / n * 1000, "cpu_write": cpu_w / n * 1000}
+        (s0, c0), (s1, c1), (s2, c2) = ceilings
+        row = {"ceiling": n / statistics.mean([s0, s1, s2]), "cpu_ceiling": statistics.mean([c0, c1, c2]) / n * 1000,
+               "ceiling_nw": n / ((s0 + s1) / 2), "ceiling_w": n / ((s1 + s2) / 2),
+               "cpu_ceiling_nw": (c0 + c1) / 2 / n * 1000, "cpu_ceiling_w": (c1 + c2) / 2 / n * 1000,
+               "no_write": n / wall_nw, "write": n / wall_w, "undo_s": wall_u,
+               "cpu_no_write": cpu_nw / n * 1000, "cpu_write": cpu_w / n * 1000}
         rounds.append(row)
-        print(f"round {r + 1}: ceiling {row['ceiling']:6.2f} photos/s ({row['cpu_ceiling']:.0f} ms CPU/photo) | "
+        print(f"round {r + 1}: ceiling {' / '.join(f'{n / s:.2f}' for s, _ in ceilings)} photos/s "
+              f"({' / '.join(f'{c / n * 1000:.0f}' for _, c in ceilings)} ms CPU/photo) | "
               f"scan --no-write {row['no_write']:6.2f} ({row['cpu_no_write']:.0f} ms) = "
-              f"{row['no_write'] / row['ceiling']:.2f}x | writing {row['write']:6.2f} ({row['cpu_write']:.0f} ms) = "
-              f"{row['write'] / row['ceiling']:.2f}x | undo {wall_u:.1f} s, every file's sha256 back to the original",
+              f"{row['no_write'] / row['ceiling_nw']:.2f}x | writing {row['write']:6.2f} ({row['cpu_write']:.0f} ms) = "
+              f"{row['write'] / row['ceiling_w']:.2f}x | undo {wall_u:.1f} s, every file's sha256 back to the original",
               flush=True)
 
     def med(f: Any) -> float:
@@ -219,15 +248,15 @@ def archive_figures(args: argparse.Namespace, out: dict[str, Any]) -> None:
                ceiling_photos_per_s=round(med(lambda x: x["ceiling"]), 2),
                scan_no_write_photos_per_s=round(nw, 2), scan_write_photos_per_s=round(med(lambda x: x["write"]), 2),
                naive_photos_per_s=round(naive["files_per_s"], 2),
-               no_write_vs_ceiling=round(med(lambda x: x["no_write"] / x["ceiling"]), 3),
+               no_write_vs_ceiling=round(med(lambda x: x["no_write"] / x["ceiling_nw"]), 3),
                no_write_vs_naive=round(nw / naive["files_per_s"], 2),
-               write_vs_ceiling=round(med(lambda x: x["write"] / x["ceiling"]), 3),
+               write_vs_ceiling=round(med(lambda x: x["write"] / x["ceiling_w"]), 3),
                cpu_ms_per_photo={"ceiling": round(med(lambda x: x["cpu_ceiling"])),
                                  "no_write": round(med(lambda x: x["cpu_no_write"])),
                                  "write": round(med(lambda x: x["cpu_write"])),
                                  "naive": round(cpu_naive / len(naive_paths) * 1000)},
-               cpu_ratio={"no_write": round(med(lambda x: x["cpu_ceiling"] / x["cpu_no_write"]), 3),
-                          "write": round(med(lambda x: x["cpu_ceiling"] / x["cpu_write"]), 3)},
+               cpu_ratio={"no_write": round(med(lambda x: x["cpu_ceiling_nw"] / x["cpu_no_write"]), 3),
+                          "write": round(med(lambda x: x["cpu_ceiling_w"] / x["cpu_write"]), 3)},
                per_round=[{k: round(v, 2) for k, v in x.items()} for x in rounds],
                undo_kb_per_file=round(undo_kb, 2), load_avg_1m=round(os.getloadavg()[0], 2))
     print(f"medians over {len(rounds)} round(s): ceiling {out['ceiling_photos_per_s']:.2f} photos/s, "

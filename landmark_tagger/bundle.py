@@ -91,8 +91,15 @@ class Bundle:
         self.gallery()
         return self._gallery_generic
 
-    def session(self, providers: list[str] | None = None, threads: int | None = None):
-        """An onnxruntime session for ``model.onnx`` (cached per provider list), I/O checked against labels.json."""
+    def session(self, providers: list[str] | None = None, threads: int | None = None, batch: int | None = None):
+        """An onnxruntime session for ``model.onnx`` (cached per provider list, threads and batch), I/O checked
+        against labels.json.
+
+        ``batch``: a session for calls of exactly that many images of ``preprocess.size`` pixels (the input's
+        dynamic axes ``batch``, ``height`` and ``width``, as training/export.py names them, are fixed). onnxruntime
+        then folds the shape arithmetic of the exported TF-"same" padding and fuses the pads into the convolutions:
+        identical outputs, ~20-25% less CPU per image on one thread (``benchmarks/latency.py``). A model whose axes
+        are named otherwise keeps them dynamic (``session.get_inputs()[0].shape`` tells)."""
         from landmark_tagger.fsutil import deferred_signals
 
         with deferred_signals():  # a Ctrl-C in its module initialisation would read "ImportError: initialization failed"
@@ -101,13 +108,17 @@ class Bundle:
         providers = list(providers) if providers else ["CPUExecutionProvider"]
         available = set(ort.get_available_providers())
         use = [p for p in providers if p in available] or ["CPUExecutionProvider"]
-        key = tuple(use) + (str(threads),)
+        key = tuple(use) + (str(threads), str(batch))
         if key not in self._sessions:
             opts = ort.SessionOptions()
             opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             if threads:
                 opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+            if batch:
+                for axis, value in (("batch", batch), ("height", self.preprocess.size),
+                                    ("width", self.preprocess.size)):
+                    opts.add_free_dimension_override_by_name(axis, value)
             try:
                 sess = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=use)
             except Exception as e:  # onnxruntime raises its own exception types

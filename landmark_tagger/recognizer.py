@@ -66,10 +66,14 @@ class Recognizer:
             with the ``[gpu]`` extra, falling back to CPU when unavailable).
         threads: onnxruntime intra-op threads (default: onnxruntime's choice, one per physical core).
         batch_size: rows (views) per onnxruntime call.
+        fixed_rows: run every onnxruntime call with exactly this many rows (the session's shapes fixed, see
+            :meth:`Bundle.session`: cheaper per image), a short last call padded with copies of its last row;
+            ``batch_size`` is then ignored. For callers that embed one photo (its views) at a time.
     """
 
     def __init__(self, bundle: Bundle, *, threshold: float | None = None, user_gallery: UserGalleryLike | None = None,
-                 providers: list[str] | None = None, threads: int | None = None, batch_size: int = 32) -> None:
+                 providers: list[str] | None = None, threads: int | None = None, batch_size: int = 32,
+                 fixed_rows: int | None = None) -> None:
         from landmark_tagger.fsutil import deferred_signals
 
         with deferred_signals():  # native module initialisation: a Ctrl-C is delivered once it is in
@@ -80,8 +84,10 @@ class Recognizer:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold {self.threshold} is outside [0, 1]")
         self.user_gallery = user_gallery
-        self.batch_size = batch_size
-        self.session = bundle.session(providers, threads)
+        self.batch_size = fixed_rows or batch_size
+        self.session = bundle.session(providers, threads, batch=fixed_rows)
+        # whether the session really has a fixed batch (a model with other axis names stays dynamic)
+        self._pad_to = fixed_rows if fixed_rows and self.session.get_inputs()[0].shape[0] == fixed_rows else None
         emb, self.gallery_labels = bundle.gallery()
         self.index = faiss.IndexFlatIP(emb.shape[1])
         self.index.add(np.ascontiguousarray(emb, dtype=np.float32))
@@ -105,9 +111,13 @@ class Recognizer:
         rows = np.concatenate([np.asarray(a, dtype=np.float32) for a in arrays])
         emb_parts, gen_parts = [], []
         for start in range(0, rows.shape[0], self.batch_size):
-            e, g = self.session.run(["embeddings", "generic"], {"images": rows[start:start + self.batch_size]})
-            emb_parts.append(e)
-            gen_parts.append(g)
+            chunk = rows[start:start + self.batch_size]
+            n = chunk.shape[0]
+            if self._pad_to and n < self._pad_to:  # a fixed-batch session: fill up with copies, keep the n first
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self._pad_to - n, axis=0)])
+            e, g = self.session.run(["embeddings", "generic"], {"images": chunk})
+            emb_parts.append(e[:n])
+            gen_parts.append(g[:n])
         emb, gen = np.concatenate(emb_parts), np.concatenate(gen_parts)
         bounds = np.cumsum([0] + counts)
         emb = np.stack([emb[a:b].mean(0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])

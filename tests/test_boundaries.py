@@ -48,3 +48,16 @@ def test_no_runtime_source_mentions_torch_imports():
                              "from training")):
                 offenders.append(f"{path.relative_to(ROOT)}: {s}")
     assert offenders == []
+
+
+def test_a_scan_with_nothing_to_recognise_imports_no_model_library_and_no_pydantic(tmp_path):
+    """Start-up cost (docs/architecture.md, "Start-up"): a scan that recognises nothing never imports onnxruntime or
+    faiss, and parsing the command line does not import pydantic (typer >= 0.29 does: ~0.2 s per command)."""
+    (tmp_path / "empty").mkdir()
+    code = ("import sys\n"
+            "import landmark_tagger.cli as cli\n"
+            f"sys.argv = ['ltag', 'scan', '--no-write', '--db', {str(tmp_path / 'c.db')!r}, {str(tmp_path / 'empty')!r}]\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "print('LOADED', [m for m in ('onnxruntime', 'faiss', 'pydantic', *" + repr(HEAVY) + ") if m in sys.modules])\n")
+    res = _run(code)
+    assert "LOADED []" in res.stdout, res.stdout + res.stderr

@@ -192,6 +192,24 @@ def test_recognizer_end_to_end_on_tiny_bundle():
     assert sum(d.label is None for d in strict.decide(emb, gen)) == 2
 
 
+@pytest.mark.parametrize("rows", [2, 3])
+def test_fixed_row_sessions_embed_exactly_as_the_dynamic_one(rows: int):
+    """A session made for exactly ``rows`` images per call (the scan's one-photo-at-a-time path: shapes fixed, the
+    exported padding folded) gives the dynamic session's embeddings; a short last call is padded and trimmed
+    (3 rows per call: 8 views = 3 + 3 + 2)."""
+    b = load_bundle(TINY)
+    dynamic, fixed = Recognizer(b), Recognizer(b, fixed_rows=rows)
+    assert fixed.session.get_inputs()[0].shape == [rows, 3, b.preprocess.size, b.preprocess.size]
+    assert dynamic.session.get_inputs()[0].shape[0] == "batch"
+    imgs = [Image.new("RGB", (50, 60), c) for c in [(220, 20, 20), (10, 180, 10), (20, 20, 250), (128, 128, 128)]]
+    arrays = [prepare(i, b.preprocess) for i in imgs]  # 2 views each
+    for a, c in zip(dynamic.embed(arrays), fixed.embed(arrays), strict=True):
+        np.testing.assert_allclose(a, c, atol=1e-6)
+    one = [arrays[2]]
+    for a, c in zip(dynamic.embed(one), fixed.embed(one), strict=True):
+        np.testing.assert_allclose(a, c, atol=1e-6)
+
+
 class _FixedUserGallery:
     def __init__(self, answers):
         self.answers = answers
