@@ -97,6 +97,20 @@ def main(argv: list[str] | None = None) -> int:
             print(f"model, {views} view(s), batch {batch:2d}:           {ms / batch:8.1f} ms per photo")
     per_photo = rows[(len(spec.views), 16)]
     print(f"model ({len(spec.views)} views, batched) / draft decode:   {per_photo / t_draft:8.2f}x")
+    # What ltag scan runs beside its decoders: one thread, one photo per call. A dynamic session against one made
+    # for exactly one photo's views (Bundle.session(batch=V): fixed shapes, the exported padding folded), in turns.
+    v = len(spec.views)
+    x = np.repeat(x1, v, axis=0)
+    dyn, fixed = bundle.session(threads=1), bundle.session(threads=1, batch=v)
+    same = all(np.array_equal(a, b) for a, b in zip(dyn.run(None, {"images": x}), fixed.run(None, {"images": x}),
+                                                    strict=True))
+    t_dyn, t_fixed = [], []
+    for _ in range(5):
+        t_dyn.append(_median_ms(lambda: dyn.run(None, {"images": x}), args.repeat))
+        t_fixed.append(_median_ms(lambda: fixed.run(None, {"images": x}), args.repeat))
+    md, mf = statistics.median(t_dyn), statistics.median(t_fixed)
+    print(f"one thread, one photo per call: dynamic shapes {md:.1f} ms, fixed (batch {v}, {spec.size} px) {mf:.1f} ms "
+          f"= {mf / md:.2f}x; outputs identical: {same}")
     return 0
 
 
