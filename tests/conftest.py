@@ -23,6 +23,13 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 CAMERA_SAMPLES_DIR = SHARED_DIR / "data" / "camera-samples"
 LANDMARKS_DIR = SHARED_DIR / "data" / "landmarks"
 
+# ltag's caches (the parsed geocoder table) go to a folder of this test session, not the user's cache folder; the
+# ltag processes the tests start inherit it.
+if "LTAG_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["LTAG_CACHE_DIR"] = tempfile.mkdtemp(prefix="ltag-test-cache-")
+
 
 def camera_file(name: str) -> Path:
     """Path of a committed camera fixture (``tests/data/camera/<name>``); fails loudly if missing."""

@@ -89,3 +89,41 @@ def test_loading_prints_nothing_on_stdout():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.splitlines() == [json.dumps("Ilulissat")]
+
+
+def test_the_parsed_table_is_cached_and_a_bad_cache_is_ignored(tmp_path, monkeypatch):
+    """The GeoNames CSV is parsed once (~0.2 s) and kept in the user's cache folder; a damaged cache, or one that
+    cannot be written, only costs the parse again."""
+    import numpy as np
+
+    from landmark_tagger import places
+
+    monkeypatch.setenv("LTAG_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(places, "_geocoder", None)
+    parsed = places._Table(places._table_path())
+    (cache,) = (tmp_path / "cache").glob("geonames-*.npz")
+    assert places._read_cache(places._table_path()) is not None
+    cached = places._Table(places._table_path())
+    assert np.array_equal(parsed.xyz, cached.xyz) and np.array_equal(parsed.lat, cached.lat)
+    n = len(parsed.lat)
+    assert n > 100_000 and all(len(cached.text[k]) == n for k in ("name", "admin1", "cc"))
+    assert [parsed.row(i) for i in range(0, n, 997)] == [cached.row(i) for i in range(0, n, 997)]
+    assert cached.row(n - 1) == parsed.row(n - 1) and cached.row(0)["cc"] == parsed.row(0)["cc"]
+    monkeypatch.setattr(places, "_geocoder", cached)
+    assert resolve(27.1751, 78.0421).city == "Agra"
+
+    data = cache.read_bytes()
+    for damaged in (data[: len(data) // 2], b"not a zip file", b""):
+        cache.write_bytes(damaged)
+        assert places._read_cache(places._table_path()) is None
+        table = places._Table(places._table_path())  # parsed again, and the cache rewritten
+        assert np.array_equal(table.xyz, parsed.xyz)
+        assert places._read_cache(places._table_path()) is not None
+
+    cache.unlink()
+    (tmp_path / "cache").chmod(0o500)
+    monkeypatch.setenv("LTAG_CACHE_DIR", str(tmp_path / "cache" / "sub"))  # cannot be created (as root: can)
+    try:
+        assert np.array_equal(places._Table(places._table_path()).xyz, parsed.xyz)
+    finally:
+        (tmp_path / "cache").chmod(0o700)
