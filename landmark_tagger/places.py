@@ -121,7 +121,7 @@ class _Table:
     the 145,000 rows; no k-d tree to build, no scipy to import).
 
     Parsing the 8 MB CSV takes ~0.2 s of CPU, so the parsed table is kept in the user's cache folder
-    (:func:`landmark_tagger.paths.user_cache_dir`, ``geonames-*.npz``, ~6 MB, keyed by the CSV's path, size and
+    (:func:`landmark_tagger.paths.user_cache_dir`, ``geonames-*.npz``, ~8 MB, keyed by the CSV's path, size and
     modification time) and loads from there in ~20 ms. A cache that cannot be read or written is ignored: the
     CSV is always the source."""
 
