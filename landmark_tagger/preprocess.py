@@ -8,6 +8,7 @@ short side divided by Z and resizes it to ``size`` x ``size`` (one resampling st
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -69,11 +70,37 @@ def render_view(img: Image.Image, spec: Preprocess, view: str) -> Image.Image:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _lut(mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
+    """(3, 256) float32: ``(v / 255 - mean) / std`` of every byte value ``v`` per channel, computed with the float32
+    operations, in the order, of the plain formula, so that a lookup gives exactly its result."""
+    v = np.arange(256, dtype=np.float32)[:, None] * np.float32(1.0 / 255.0)
+    return np.ascontiguousarray(((v - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).T)
+
+
+def to_input(views: np.ndarray, spec: Preprocess) -> np.ndarray:
+    """(V, 3, S, S) float32 model input from (V, S, S, 3) uint8 views (:func:`prepare_views`): ``(x / 255 - mean) /
+    std`` per channel, by table lookup (the same float32 values as the formula, half the time)."""
+    lut = _lut(tuple(spec.mean), tuple(spec.std))
+    chw = np.ascontiguousarray(np.asarray(views, dtype=np.uint8).transpose(0, 3, 1, 2))
+    out = np.empty(chw.shape, np.float32)
+    for c in range(3):
+        np.take(lut[c], chw[:, c], out=out[:, c])
+    return out
+
+
 def normalize(img: Image.Image, spec: Preprocess) -> np.ndarray:
     """(3, S, S) float32 from an RGB image already at the model size."""
-    a = np.asarray(img, dtype=np.float32) * (1.0 / 255.0)
-    a = (a - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32)
+    return to_input(np.asarray(img.convert("RGB") if img.mode != "RGB" else img)[None], spec)[0]
+
+
+def prepare_views(img: Image.Image, spec: Preprocess, views: tuple[str, ...] | None = None) -> np.ndarray:
+    """The views of one photo as (V, S, S, 3) uint8 (a quarter of the float input's bytes, for sending it to
+    another process); :func:`to_input` turns them into model input."""
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    views = spec.views if views is None else views
+    return np.stack([np.asarray(render_view(img, spec, v), dtype=np.uint8) for v in views])
 
 
 def prepare(img: Image.Image, spec: Preprocess, views: tuple[str, ...] | None = None) -> np.ndarray:
@@ -87,7 +114,4 @@ def prepare(img: Image.Image, spec: Preprocess, views: tuple[str, ...] | None = 
     Returns:
         (V, 3, S, S) float32, one row per view.
     """
-    if img.mode != "RGB":
-        img = img.convert("RGB")
-    views = spec.views if views is None else views
-    return np.stack([normalize(render_view(img, spec, v), spec) for v in views])
+    return to_input(prepare_views(img, spec, views), spec)

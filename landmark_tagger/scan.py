@@ -11,9 +11,10 @@ Design (issue 4):
   is reused without decoding: the row follows the file when the old path is gone (moved/renamed outside
   ltag), or is copied (a duplicate). A file only touched (same content) just gets its new mtime recorded.
 * **Parallel decode, batched inference.** Worker processes (``workers``, default ``os.cpu_count()``) hash,
-  read EXIF facts and decode for the model (``decode.decode_for_model`` + ``preprocess.prepare``), all from one
-  read of the file's bytes (not for RAW files: LibRaw reads only their preview); a bounded
-  window of jobs keeps memory flat. The main process embeds in batches (:data:`BATCH`) and decides.
+  read EXIF facts and decode for the model (``decode.decode_for_model`` + ``preprocess.prepare_views``, uint8),
+  all from one read of the file's bytes (not for RAW files: LibRaw reads only their preview); a bounded
+  window of jobs keeps memory flat. The main process normalises (``preprocess.to_input``) and embeds each photo
+  as it arrives, and decides in batches (:data:`BATCH`).
 * **Safe and resumable.** Keyword writes go through :class:`writer.Writer` (undo record first, atomic replace).
   Catalog rows are committed per batch, after their files were written: a kill -9 loses no finished work,
   and nothing is marked done that was not done. Per-file errors never stop the batch; a failed file gets
@@ -220,7 +221,9 @@ def _prepare_job(job: tuple[int, list[tuple[str, bool]], list[str]]) -> dict[str
                         img = dec.decode_for_model(path, _W["min_side"])
                 else:
                     img = dec.decode_for_model(path, _W["min_side"])
-                out["array"] = preprocess.prepare(img, _W["spec"])
+                # uint8 views: a quarter of the float input's bytes to pickle and pipe; the main process
+                # normalises them (preprocess.to_input) right before inference
+                out["array"] = preprocess.prepare_views(img, _W["spec"])
                 out["decoded_from"] = path
                 break
             except UnsupportedImageError as e:
@@ -774,7 +777,10 @@ class Scanner:
         their pixels are freed."""
         if not ws:
             return
-        embs, gens = self._get_recognizer().embed([w.res["array"] for w in ws])
+        from landmark_tagger.preprocess import to_input
+
+        spec = self.bundle.preprocess
+        embs, gens = self._get_recognizer().embed([to_input(w.res["array"], spec) for w in ws])
         for w, e, g in zip(ws, embs, gens, strict=True):
             w.res["embedding"], w.res["generic"] = e, g
             w.res["array"] = True  # decoded; the pixels are no longer needed

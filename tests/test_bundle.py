@@ -192,6 +192,26 @@ def test_recognizer_end_to_end_on_tiny_bundle():
     assert sum(d.label is None for d in strict.decide(emb, gen)) == 2
 
 
+def test_normalising_by_table_lookup_gives_the_formulas_float32_values():
+    """preprocess.to_input (a per-channel lookup table over the 256 byte values; used for every model input) must
+    give bit for bit what ``(x / 255 - mean) / std`` in float32 gives, for every byte value and any mean/std."""
+    from landmark_tagger.preprocess import prepare_views, to_input
+
+    every = np.arange(256 * 3, dtype=np.uint32).reshape(16, 16, 3) % 256
+    for mean, std in [((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+                      ((0.0, 0.1, 0.9), (1.0, 0.3, 2.0))]:
+        spec = Preprocess(size=16, mean=mean, std=std, views=("center", "flip"))
+        img = Image.fromarray(every.astype(np.uint8))
+        views = prepare_views(img, spec)
+        assert views.dtype == np.uint8 and views.shape == (2, 16, 16, 3)
+        want = (views.astype(np.float32) * np.float32(1.0 / 255.0) - np.asarray(mean, np.float32)) / np.asarray(
+            std, np.float32)
+        got = to_input(views, spec)
+        assert got.dtype == np.float32 and got.shape == (2, 3, 16, 16) and got.flags.c_contiguous
+        assert np.array_equal(got.view(np.uint32), np.ascontiguousarray(want.transpose(0, 3, 1, 2)).view(np.uint32))
+        assert np.array_equal(prepare(img, spec), got)
+
+
 @pytest.mark.parametrize("rows", [2, 3])
 def test_fixed_row_sessions_embed_exactly_as_the_dynamic_one(rows: int):
     """A session made for exactly ``rows`` images per call (the scan's one-photo-at-a-time path: shapes fixed, the
