@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from landmark_tagger.bundle import load_bundle
-    from landmark_tagger.preprocess import min_decode_side, prepare
+    from landmark_tagger.preprocess import min_decode_side, prepare, prepare_views, to_input
 
     bundle = load_bundle(args.model)
     spec = bundle.preprocess
@@ -111,7 +112,39 @@ def main(argv: list[str] | None = None) -> int:
     md, mf = statistics.median(t_dyn), statistics.median(t_fixed)
     print(f"one thread, one photo per call: dynamic shapes {md:.1f} ms, fixed (batch {v}, {spec.size} px) {mf:.1f} ms "
           f"= {mf / md:.2f}x; outputs identical: {same}")
+    # What a decoding worker sends the main process per photo: its uint8 views (what ltag scan sends) against the
+    # float32 model input, through a pipe; CPU time on each side, and the main process's normalisation.
+    views = prepare_views(img, spec)
+    t_norm = _median_ms(lambda: to_input(views, spec), args.repeat)
+    for name, payload in (("float32 input", to_input(views, spec)), ("uint8 views", views)):
+        send_ms, recv_ms = _pipe_cpu_ms(payload, 200)
+        print(f"send one photo's {name} ({payload.nbytes // 1024} KB) to another process: {send_ms:.2f} ms CPU "
+              f"sending, {recv_ms:.2f} ms receiving")
+    print(f"normalise the uint8 views in the main process (preprocess.to_input): {t_norm:.2f} ms")
     return 0
+
+
+def _pipe_sender(conn: Any, payload: np.ndarray, n: int) -> None:
+    t = time.process_time()
+    for _ in range(n):
+        conn.send({"array": payload})
+    conn.send(time.process_time() - t)
+
+
+def _pipe_cpu_ms(payload: np.ndarray, n: int) -> tuple[float, float]:
+    """CPU ms per message of sending ``payload`` through a multiprocessing pipe: (sender, receiver)."""
+    import multiprocessing as mp
+
+    recv, send = mp.Pipe(duplex=False)
+    proc = mp.get_context("fork").Process(target=_pipe_sender, args=(send, payload, n))
+    proc.start()
+    t = time.process_time()
+    for _ in range(n):
+        recv.recv()
+    receiver = time.process_time() - t
+    sender = recv.recv()
+    proc.join()
+    return sender / n * 1000, receiver / n * 1000
 
 
 if __name__ == "__main__":
