@@ -175,3 +175,22 @@ def test_a_fork_server_that_cannot_start_early_does_not_stop_the_cli(monkeypatch
 
     monkeypatch.setattr(forkserver, "start", fail)
     forkserver.start_for_argv(["scan", "card"])  # no exception: the scan starts it itself (or falls back)
+
+
+def test_a_read_only_photo_keeps_its_decision_and_write_adds_it_once_writable(tmp_path):
+    """The first-time flow for a read-only photo: scan reports it, says how to get the keywords in, changes nothing;
+    once the photo is writable again, `ltag write` writes the decision the catalog kept."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    jpg = photos / JPG
+    shutil.copyfile(camera_file(JPG), jpg)
+    jpg.chmod(0o444)
+    before = fsutil.sha256_file(jpg)
+    db = tmp_path / "c.db"
+    p = ltag("scan", photos, "--db", db, "--threshold", "0", "--workers", "1")
+    assert "make them writable, then `ltag write`" in " ".join(p.stderr.split())
+    assert fsutil.sha256_file(jpg) == before
+    jpg.chmod(0o644)
+    p = ltag("write", "--db", db)
+    assert fsutil.sha256_file(jpg) != before
+    assert any(line.split()[:1] == ["written"] and line.split()[-1] == "1" for line in p.stderr.splitlines())

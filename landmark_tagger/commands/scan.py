@@ -97,6 +97,9 @@ def _summary(report: Any, title: str) -> None:
     rate = report.files / secs if secs > 0 else 0.0
     err.print(f"[dim]{report.files:,} files in {secs:.1f} s ({rate:,.0f} files/s)"
               + (f", run {report.run_id}" if report.run_id and not report.dry_run else "") + "[/dim]")
+    if c["readonly"] and not report.dry_run:
+        err.print("[dim]Read-only files keep their decisions in the catalog: make them writable, then `ltag write` "
+                  "adds the keywords.[/dim]")
     for p in report.problems[:50]:
         err.print(f"[warning]{p.status if p.status in ('failed', 'skipped') else p.write_status}[/warning] "
                   f"{p.path}: {p.error}", markup=True, highlight=False)
