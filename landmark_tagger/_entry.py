@@ -8,6 +8,7 @@ workers' exit) is ignored: the work is done, and a traceback over a finished run
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -22,9 +23,23 @@ def finishing() -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def _single_threaded_math() -> None:
+    """Let numpy's OpenBLAS and faiss's OpenMP run in the calling thread, unless the user says otherwise.
+
+    Both libraries start one worker thread per core, and those threads spin-wait for work after every call. ltag's
+    own matrix work is small: a few hundred vectors against a gallery of a few thousand. So on a 2-core machine,
+    importing numpy alone burned ~0.12 s of CPU in OpenBLAS's idle thread, and faiss's threads spun after each
+    batch's search. In ``ltag scan`` both ran on the cores the decoding workers need. The variables must be set
+    before numpy is imported, and the decoders' fork server inherits them. onnxruntime has its own thread pool
+    and does not read them."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
 def main() -> None:
     global _console
     _console = True
+    _single_threaded_math()
     try:
         from landmark_tagger.forkserver import start_for_argv
 

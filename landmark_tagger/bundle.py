@@ -80,16 +80,19 @@ class Bundle:
     def gallery(self):
         """``(embeddings (N, D) float32 L2-normalised, label_index (N,) int64)`` of the reference gallery."""
         if self._gallery is None:
-            emb, lab, gen = _load_gallery(self.path / GALLERY_FILE, self.embedding_dim, len(self.labels),
-                                          self.generic_dim)
-            self._gallery, self._gallery_generic = (emb, lab), gen
+            self._gallery = _load_gallery(self.path / GALLERY_FILE, self.embedding_dim, len(self.labels))
         return self._gallery
 
     def gallery_generic(self):
         """Generic features ``(N, G)`` float32 L2-normalised of the gallery's reference photos (same rows as
-        :meth:`gallery`), or None when the bundle does not carry them (the optional ``generic`` array)."""
-        self.gallery()
-        return self._gallery_generic
+        :meth:`gallery`), or None when the bundle does not carry them (the optional ``generic`` array).
+
+        Loaded on first use, apart from the embeddings: a scan needs them only for taught landmarks, and reading
+        and checking them costs ~75 ms of CPU (10 MB of float32) beside the decoders."""
+        if self._gallery_generic is None:
+            n = self.gallery()[0].shape[0]
+            self._gallery_generic = (_load_generic(self.path / GALLERY_FILE, n, self.generic_dim),)
+        return self._gallery_generic[0]
 
     def session(self, providers: list[str] | None = None, threads: int | None = None, batch: int | None = None):
         """An onnxruntime session for ``model.onnx`` (cached per provider list, threads and batch), I/O checked
@@ -224,21 +227,29 @@ def parse_labels_json(data: dict, path: Path) -> tuple:
     return model_id, labels, preprocess, scoring, emb_dim, gen_dim, provenance
 
 
-def _load_gallery(path: Path, dim: int, n_labels: int, generic_dim: int | None = None):
-    """``(embeddings, labels, generic or None)``; ``generic`` is optional in the file (docs/model-bundle.md)."""
+def _open_npz(path: Path):
     import numpy as np
 
     if not path.is_file():
         raise _err(path, "missing reference gallery (gallery.npz with 'embeddings' and 'labels')")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:  # zipfile/ValueError/OSError from a damaged file
+        raise _err(path, f"cannot be read as a numpy .npz archive ({e})") from e
+
+
+def _load_gallery(path: Path, dim: int, n_labels: int):
+    """``(embeddings, labels)``, checked (the optional ``generic`` array is :func:`_load_generic`'s)."""
+    import numpy as np
+
+    try:
+        with _open_npz(path) as z:
             if "embeddings" not in z.files or "labels" not in z.files:
                 raise _err(path, f"needs arrays 'embeddings' and 'labels', has {sorted(z.files)}")
             emb, lab = z["embeddings"], z["labels"]
-            gen = z["generic"] if "generic" in z.files else None
     except BundleError:
         raise
-    except Exception as e:  # zipfile/ValueError/OSError from a damaged file
+    except Exception as e:  # zipfile/ValueError/OSError from a damaged member
         raise _err(path, f"cannot be read as a numpy .npz archive ({e})") from e
     if emb.ndim != 2 or emb.shape[1] != dim:
         raise _err(path, f"embeddings have shape {emb.shape}, expected (N, {dim}) from labels.json embedding_dim")
@@ -253,9 +264,20 @@ def _load_gallery(path: Path, dim: int, n_labels: int, generic_dim: int | None =
     if lab.min() < 0 or lab.max() >= n_labels:
         raise _err(path, f"label indices must be in [0, {n_labels - 1}], found {int(lab.min())}..{int(lab.max())}")
     emb = _unit_rows(path, emb, "embeddings contain NaN or infinity", "embeddings are not L2-normalised")
-    if gen is not None:
-        gen = _check_generic(path, gen, emb.shape[0], generic_dim)
-    return emb, lab.astype(np.int64), gen
+    return emb, lab.astype(np.int64)
+
+
+def _load_generic(path: Path, n: int, generic_dim: int | None = None):
+    """The gallery's optional ``generic`` array (``n`` rows), checked, or None when the file has none
+    (docs/model-bundle.md)."""
+    try:
+        with _open_npz(path) as z:
+            gen = z["generic"] if "generic" in z.files else None
+    except BundleError:
+        raise
+    except Exception as e:
+        raise _err(path, f"cannot be read as a numpy .npz archive ({e})") from e
+    return None if gen is None else _check_generic(path, gen, n, generic_dim)
 
 
 def _unit_rows(path: Path, a, not_finite: str, not_unit: str):
@@ -348,6 +370,7 @@ def load_bundle(path: Path | str | None = None, *, check_model: bool = True, che
     bundle = Bundle(folder, model_id, labels, preprocess, scoring, emb_dim, gen_dim, provenance, data)
     if check_gallery:
         bundle.gallery()
+        bundle.gallery_generic()
     if check_model:
         bundle.session()
     return bundle

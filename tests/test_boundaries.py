@@ -61,3 +61,20 @@ def test_a_scan_with_nothing_to_recognise_imports_no_model_library_and_no_pydant
             "print('LOADED', [m for m in ('onnxruntime', 'faiss', 'pydantic', *" + repr(HEAVY) + ") if m in sys.modules])\n")
     res = _run(code)
     assert "LOADED []" in res.stdout, res.stdout + res.stderr
+
+
+def test_console_script_runs_numpy_and_faiss_math_in_one_thread_unless_the_user_says_otherwise():
+    """docs/architecture.md, "Start-up": OpenBLAS's and OpenMP's worker threads spin after every call on the cores
+    the decoders need (importing numpy alone cost ~0.12 s of CPU on 2 cores), so the console script asks for one
+    thread before numpy loads; a value the user set is kept."""
+    code = ("import os, sys\n"
+            "from landmark_tagger import _entry\n"
+            "sys.argv = ['ltag', '--help']\n"
+            "try:\n    _entry.main()\nexcept SystemExit:\n    pass\n"
+            "import numpy\n"
+            "threads = len(os.listdir('/proc/self/task')) if os.path.isdir('/proc/self/task') else 1\n"
+            "print('ENV', os.environ.get('OPENBLAS_NUM_THREADS'), os.environ.get('OMP_NUM_THREADS'), threads)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="3")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert "ENV 1 3 1" in res.stdout, res.stdout + res.stderr

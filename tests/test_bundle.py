@@ -151,6 +151,17 @@ def test_gallery_generic_invalid(tiny: Path, gen, message: str):
         load_bundle(tiny)
 
 
+def test_gallery_generic_is_read_only_when_asked(tiny: Path):
+    """A scan needs only the embeddings: the generic rows (10 MB in the shipped bundle) are read and checked when
+    first asked for, and a bad generic array is still reported then (load_bundle checks both up front)."""
+    _with_generic(tiny, np.full((9, 8), np.nan, np.float32))
+    b = load_bundle(tiny, check_model=False, check_gallery=False)
+    assert b.gallery()[0].shape == (9, 4)
+    assert b._gallery_generic is None
+    with pytest.raises(BundleError, match="generic contains NaN"):
+        b.gallery_generic()
+
+
 def test_gallery_not_normalised(tiny: Path):
     np.savez(tiny / "gallery.npz", embeddings=np.ones((3, 4), np.float32), labels=np.zeros(3, np.int64))
     with pytest.raises(BundleError, match="not L2-normalised"):

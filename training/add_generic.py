@@ -46,7 +46,7 @@ def match_in_order(stored: np.ndarray, stored_labels: np.ndarray, cand: np.ndarr
 def add_generic(bundle_dir: Path, data: Path, run: Path, *, min_cos: float = 0.999, threads: int | None = None,
                 dry_run: bool = False) -> dict:
     """Compute and store the gallery's generic features; returns a report (counts, cosines, sizes)."""
-    from landmark_tagger.bundle import GALLERY_FILE, _load_gallery, load_bundle
+    from landmark_tagger.bundle import GALLERY_FILE, _load_gallery, _load_generic, load_bundle
     from landmark_tagger.decode import decode_for_model
     from landmark_tagger.preprocess import min_decode_side, prepare
     from landmark_tagger.recognizer import Recognizer
@@ -89,7 +89,8 @@ def add_generic(bundle_dir: Path, data: Path, run: Path, *, min_cos: float = 0.9
         os.close(fd)
         try:
             np.savez_compressed(tmp, **arrays)
-            _load_gallery(Path(tmp), bundle.embedding_dim, len(bundle.labels), bundle.generic_dim)  # validates
+            emb, _ = _load_gallery(Path(tmp), bundle.embedding_dim, len(bundle.labels))  # validates
+            _load_generic(Path(tmp), emb.shape[0], bundle.generic_dim)
             os.replace(tmp, gal_path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
