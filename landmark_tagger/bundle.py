@@ -227,14 +227,17 @@ def parse_labels_json(data: dict, path: Path) -> tuple:
     return model_id, labels, preprocess, scoring, emb_dim, gen_dim, provenance
 
 
-def _open_npz(path: Path):
+def _npz_arrays(path: Path, names: tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:
+    """The arrays ``names`` that the gallery file holds (only those are read: a zip member each), and the names of
+    all its arrays; a missing or damaged file is a BundleError."""
     import numpy as np
 
     if not path.is_file():
         raise _err(path, "missing reference gallery (gallery.npz with 'embeddings' and 'labels')")
     try:
-        return np.load(path, allow_pickle=False)
-    except Exception as e:  # zipfile/ValueError/OSError from a damaged file
+        with np.load(path, allow_pickle=False) as z:
+            return {n: z[n] for n in names if n in z.files}, list(z.files)
+    except Exception as e:  # zipfile/ValueError/OSError from a damaged file or member
         raise _err(path, f"cannot be read as a numpy .npz archive ({e})") from e
 
 
@@ -242,15 +245,10 @@ def _load_gallery(path: Path, dim: int, n_labels: int):
     """``(embeddings, labels)``, checked (the optional ``generic`` array is :func:`_load_generic`'s)."""
     import numpy as np
 
-    try:
-        with _open_npz(path) as z:
-            if "embeddings" not in z.files or "labels" not in z.files:
-                raise _err(path, f"needs arrays 'embeddings' and 'labels', has {sorted(z.files)}")
-            emb, lab = z["embeddings"], z["labels"]
-    except BundleError:
-        raise
-    except Exception as e:  # zipfile/ValueError/OSError from a damaged member
-        raise _err(path, f"cannot be read as a numpy .npz archive ({e})") from e
+    arrays, files = _npz_arrays(path, ("embeddings", "labels"))
+    if len(arrays) < 2:
+        raise _err(path, f"needs arrays 'embeddings' and 'labels', has {sorted(files)}")
+    emb, lab = arrays["embeddings"], arrays["labels"]
     if emb.ndim != 2 or emb.shape[1] != dim:
         raise _err(path, f"embeddings have shape {emb.shape}, expected (N, {dim}) from labels.json embedding_dim")
     if emb.dtype not in (np.float16, np.float32):
@@ -270,13 +268,7 @@ def _load_gallery(path: Path, dim: int, n_labels: int):
 def _load_generic(path: Path, n: int, generic_dim: int | None = None):
     """The gallery's optional ``generic`` array (``n`` rows), checked, or None when the file has none
     (docs/model-bundle.md)."""
-    try:
-        with _open_npz(path) as z:
-            gen = z["generic"] if "generic" in z.files else None
-    except BundleError:
-        raise
-    except Exception as e:
-        raise _err(path, f"cannot be read as a numpy .npz archive ({e})") from e
+    gen = _npz_arrays(path, ("generic",))[0].get("generic")
     return None if gen is None else _check_generic(path, gen, n, generic_dim)
 
 
