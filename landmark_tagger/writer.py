@@ -292,10 +292,11 @@ class Writer:
         try:
             out = self._write(photo, target, tkind, desired_flat, desired_hier, owned_before, suppressed_before,
                               props or {}, location, known if target == photo else None)
-        except LtagError as e:
-            out = WriteOutcome(photo, target, "failed", str(e))
-        except OSError as e:
-            out = WriteOutcome(photo, target, "failed", f"cannot write {os.path.basename(target)}: {e.strerror or e}")
+        except (LtagError, OSError) as e:
+            why = str(e) if isinstance(e, LtagError) else f"cannot write {os.path.basename(target)}: {e.strerror or e}"
+            # nothing written: ownership stays as it was (the file's keywords are unknown here)
+            out = WriteOutcome(photo, target, "failed", why, owned=list(owned_before),
+                               suppressed=list(suppressed_before))
         if cache is not None:
             cache[target] = out
         return out
@@ -370,7 +371,12 @@ class Writer:
 
         reason = fsutil.write_block_reason(target)
         if reason:
-            return WriteOutcome(status="readonly", error=reason, **base)
+            # Nothing is written: the outcome describes the target as it stays, and ownership as it was. Reporting
+            # the planned lists instead would make the catalog own keywords the file never got, and the next write
+            # would take them for keywords the user deleted (and suppress them).
+            return WriteOutcome(photo, target, "readonly", reason, owned=list(owned_before),
+                                suppressed=list(suppressed_before), flat=list(state.flat),
+                                hier=list(state.hierarchical))
 
         if self.fileops.dry_run:
             self.planned.append((target, [*edit.add_flat, *edit.add_hier], [*edit.remove_flat, *edit.remove_hier]))

@@ -194,3 +194,10 @@ def test_a_read_only_photo_keeps_its_decision_and_write_adds_it_once_writable(tm
     p = ltag("write", "--db", db)
     assert fsutil.sha256_file(jpg) != before
     assert any(line.split()[:1] == ["written"] and line.split()[-1] == "1" for line in p.stderr.splitlines())
+    # the decision's keywords are in the file, none of them taken for one the user deleted
+    from landmark_tagger import metadata
+
+    state = metadata.read_keywords(jpg)
+    landmark = json.loads(ltag("search", "--db", db, "--json", "").stdout.splitlines()[0])["landmark"]
+    assert landmark in state.flat and f"Landmarks|{landmark}" in state.hierarchical
+    assert state.suppressed == []

@@ -191,6 +191,25 @@ def test_read_only_by_permission_bits_is_reported_not_written(tmp_path, cat):
     assert cat.rows("SELECT * FROM changes") == []
 
 
+def test_a_write_that_did_not_happen_keeps_ownership_as_it_was(tmp_path, cat):
+    """A read-only photo's outcome describes the file as it stays: ownership as before (not the planned lists: the
+    catalog would then own keywords the file never got, and the next write would suppress them as deleted by the
+    user), and the file's own keywords. Once writable, the same decision writes every keyword."""
+    p = tmp_path / "ro.jpg"
+    shutil.copy(camera_file(JPG), p)
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-dc:Subject=Family", str(p)], check=True)
+    os.chmod(p, 0o444)
+    out = _w(_writer(cat), p, "jpeg", EIFFEL, owned=["Old Tag"], suppressed=["Gone"])
+    assert out.status == "readonly"
+    assert out.owned == ["Old Tag"] and out.suppressed == ["Gone"]
+    assert out.flat == ["Family"] and out.hier == []
+    os.chmod(p, 0o644)
+    out = _w(_writer(cat), p, "jpeg", EIFFEL, owned=out.owned, suppressed=out.suppressed)
+    assert out.status == "written" and "Gone" in out.suppressed
+    assert set(EIFFEL[0]) <= set(exif_keywords(p)["subject"]) and "Family" in exif_keywords(p)["subject"]
+    assert set(EIFFEL[1]) <= set(exif_keywords(p)["hier"])
+
+
 def test_keep_mtime_and_mode(tmp_path, cat):
     p = tmp_path / "a.jpg"
     shutil.copy(camera_file(JPG), p)
